@@ -1,0 +1,36 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+setup(
+    name="smp_like",
+    version="0.1.0",
+    description="Segmentation (and generation) model zoo for PyTorch, drop-in compatible with "
+    "segmentation_models_pytorch, with 3D, timm and Hub-hosted weights.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["smp_like", "smp_like.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "torch>=2.1",
+        "timm>=0.9",
+        "huggingface_hub>=0.24",
+        "safetensors>=0.4",
+        "numpy",
+        "tqdm",
+    ],
+    extras_require={
+        "train": ["albumentations>=1.4", "matplotlib>=3.5", "pyyaml>=6"],
+        "test": [
+            "pytest>=7",
+            "pytest-xdist>=3",
+            "hypothesis>=6",
+            "segmentation-models-pytorch>=0.5",
+            "scipy",
+        ],
+        "mamba": ["mamba-ssm>=2"],
+    },
+    entry_points={"console_scripts": ["smp-like=smp_like.cli:main"]},
+)

@@ -1,0 +1,42 @@
+"""smp_like: segmentation (and generation) models for PyTorch, drop-in compatible with SMP.
+
+Only light modules are imported here: timm, albumentations and matplotlib are imported where first used, so
+``import smp_like`` costs little more than ``import torch``.
+"""
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# Public names resolved on first access (PEP 562). Keeping them lazy means `import smp_like` does not build the
+# model modules (and never imports timm) until a user asks for them.
+_LAZY_ATTRS = {
+    "Unet": ("smp_like.decoders.unet.model", "Unet"),
+    "SegmentationModel": ("smp_like.base.model", "SegmentationModel"),
+    "SegmentationHead": ("smp_like.base.heads", "SegmentationHead"),
+    "ClassificationHead": ("smp_like.base.heads", "ClassificationHead"),
+    "create_model": ("smp_like.factory", "create_model"),
+    "from_pretrained": ("smp_like.factory", "from_pretrained"),
+    "pad_to_stride": ("smp_like.base.strides", "pad_to_stride"),
+    "crop_to_shape": ("smp_like.base.strides", "crop_to_shape"),
+}
+_LAZY_MODULES = {"encoders", "decoders", "base", "losses", "metrics", "datasets", "training"}
+
+__all__ = sorted(list(_LAZY_ATTRS) + list(_LAZY_MODULES) + ["__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_ATTRS:
+        module_name, attr = _LAZY_ATTRS[name]
+        value = getattr(importlib.import_module(module_name), attr)
+    elif name in _LAZY_MODULES:
+        value = importlib.import_module(f"smp_like.{name}")
+    else:
+        raise AttributeError(f"module 'smp_like' has no attribute {name!r}")
+    globals()[name] = value  # cache: the next access is a plain attribute lookup
+    return value
+
+
+def __dir__() -> list:
+    return __all__

@@ -1,0 +1,279 @@
+"""Saving, loading and sharing models: ``config.json`` + ``model.safetensors`` + a model card ``README.md``.
+
+The folder layout is SMP's (``_model_class`` plus the constructor arguments in ``config.json``), so folders and
+Hub repositories written by SMP load here and the other way round. Loading rebuilds the model with
+``encoder_weights=None``: the saved weights already hold the encoder, so nothing is downloaded again.
+"""
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Optional, Type, Union
+
+
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
+CLASS_KEY = "_model_class"
+
+
+def _jsonable(name: str, value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(name, v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(f"{name}.{k}", v) for k, v in value.items()}
+    raise TypeError(
+        f"constructor argument `{name}`={value!r} cannot be saved in config.json; use a string name "
+        "(e.g. activation='sigmoid') instead of an object to make the model saveable"
+    )
+
+
+def _model_card(class_name: str, config: Dict[str, Any], metrics: Optional[Dict[str, Any]], dataset: Optional[str]) -> str:
+    params = json.dumps(config, indent=4)
+    metrics_text = (
+        "\n".join(f"- {k}: {v}" for k, v in metrics.items()) if metrics else "No metrics were recorded."
+    )
+    return f"""---
+library_name: smp_like
+tags:
+- model_hub_mixin
+- pytorch_model_hub_mixin
+- segmentation-models-pytorch
+- semantic-segmentation
+- pytorch
+languages:
+- python
+---
+# {class_name} Model Card
+
+## Load trained model
+```python
+import smp_like
+
+model = smp_like.from_pretrained("<save-directory-or-this-repo>")
+```
+The same folder also loads with `segmentation_models_pytorch.from_pretrained` for architectures SMP has.
+
+## Model init parameters
+```python
+model_init_params = {params}
+```
+
+## Model metrics
+{metrics_text}
+
+## Dataset
+Dataset name: {dataset or "not recorded"}
+"""
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    # Write next to the target and rename, so a failure never leaves a half-written file behind.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _resolve_file(
+    source: Union[str, Path],
+    filename: str,
+    revision: Optional[str],
+    cache_dir: Optional[str],
+    force_download: bool,
+    token: Optional[Union[str, bool]],
+    local_files_only: bool,
+) -> Path:
+    folder = Path(source)
+    if folder.is_dir():
+        path = folder / filename
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} does not exist: is {folder} a folder written by save_pretrained?")
+        return path
+    from huggingface_hub import hf_hub_download
+
+    return Path(
+        hf_hub_download(
+            str(source),
+            filename,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            token=token,
+            local_files_only=local_files_only,
+        )
+    )
+
+
+def load_config(
+    source: Union[str, Path],
+    revision: Optional[str] = None,
+    cache_dir: Optional[str] = None,
+    force_download: bool = False,
+    token: Optional[Union[str, bool]] = None,
+    local_files_only: bool = False,
+) -> Dict[str, Any]:
+    """Read ``config.json`` from a folder or a Hub repository."""
+    path = _resolve_file(source, CONFIG_NAME, revision, cache_dir, force_download, token, local_files_only)
+    with open(path, encoding="utf-8") as handle:
+        config = json.load(handle)
+    if not isinstance(config, dict) or CLASS_KEY not in config:
+        raise ValueError(f"{path} is not a smp_like / SMP model config: it has no {CLASS_KEY!r} entry")
+    return config
+
+
+def model_class_for(name: str) -> type:
+    """The registered model class called ``name`` (case-insensitive)."""
+    from smp_like.factory import get_model_class
+
+    return get_model_class(name)
+
+
+class HubMixin:
+    """``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` for :class:`SegmentationModel`."""
+
+    _model_config: Dict[str, Any]
+    # smp_like-only arguments left out of config.json while at their default, so SMP can load the folder too.
+    _extension_defaults: Dict[str, Any] = {"spatial_dims": 2}
+
+    def get_config(self) -> Dict[str, Any]:
+        """Constructor arguments plus ``_model_class``, as written to ``config.json``."""
+        config = {
+            name: _jsonable(name, value)
+            for name, value in self._model_config.items()
+            if not (name in self._extension_defaults and value == self._extension_defaults[name])
+        }
+        return {CLASS_KEY: type(self).__name__, **dict(sorted(config.items()))}
+
+    def save_pretrained(
+        self,
+        save_directory: Union[str, Path],
+        *,
+        metrics: Optional[Dict[str, Any]] = None,
+        dataset: Optional[str] = None,
+        push_to_hub: bool = False,
+        repo_id: Optional[str] = None,
+        **push_kwargs: Any,
+    ) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and a model card to ``save_directory``.
+
+        Args:
+            save_directory: folder to create or update.
+            metrics: optional metrics for the model card.
+            dataset: optional dataset name for the model card.
+            push_to_hub: also upload the folder (to ``repo_id``, default: the folder name).
+            **push_kwargs: passed to :meth:`push_to_hub`.
+
+        Returns:
+            The folder path.
+
+        Raises:
+            TypeError: if a constructor argument cannot be written to JSON (e.g. a callable activation).
+        """
+        from safetensors.torch import save_model
+
+        config = self.get_config()  # fails before anything is written if the config is not serialisable
+        folder = Path(save_directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        _atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_model(self, tmp, metadata={"format": "pt"}))
+        _atomic_write(folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))
+        card = _model_card(type(self).__name__, {k: v for k, v in config.items() if k != CLASS_KEY}, metrics, dataset)
+        _atomic_write(folder / CARD_NAME, lambda tmp: Path(tmp).write_text(card, encoding="utf-8"))
+        if push_to_hub:
+            self.push_to_hub(repo_id or folder.name, metrics=metrics, dataset=dataset, **push_kwargs)
+        return folder
+
+    @classmethod
+    def from_pretrained(
+        cls: Type[Any],
+        pretrained_model_name_or_path: Union[str, Path],
+        *,
+        revision: Optional[str] = None,
+        cache_dir: Optional[str] = None,
+        force_download: bool = False,
+        token: Optional[Union[str, bool]] = None,
+        local_files_only: bool = False,
+        strict: bool = True,
+        **model_kwargs: Any,
+    ) -> Any:
+        """Load a model saved with ``save_pretrained`` (by smp_like or SMP) from a folder or a Hub repository.
+
+        Args:
+            pretrained_model_name_or_path: a local folder or a Hub ``repo_id``.
+            revision, cache_dir, force_download, token, local_files_only: as for ``hf_hub_download``.
+            strict: require the weights to match the model exactly.
+            **model_kwargs: override saved constructor arguments (e.g. ``classes`` with ``strict=False``).
+
+        Returns:
+            The model, in eval mode, with the saved weights.
+
+        Raises:
+            ValueError: if the saved class does not match the class ``from_pretrained`` was called on.
+        """
+        hub = dict(
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            token=token,
+            local_files_only=local_files_only,
+        )
+        config = load_config(pretrained_model_name_or_path, **hub)
+        saved_class = model_class_for(config.pop(CLASS_KEY))
+        if cls is not saved_class and cls.__name__ not in ("SegmentationModel", "HubMixin"):
+            if not issubclass(saved_class, cls):
+                raise ValueError(
+                    f"{pretrained_model_name_or_path} holds a {saved_class.__name__}, not a {cls.__name__}; "
+                    f"use {saved_class.__name__}.from_pretrained or smp_like.from_pretrained"
+                )
+        config.update(model_kwargs)
+        # The saved weights include the encoder: never fetch pretrained encoder weights again.
+        config["encoder_weights"] = None
+        model = saved_class(**config)
+        from safetensors.torch import load_file
+
+        weights = _resolve_file(pretrained_model_name_or_path, WEIGHTS_NAME, **hub)
+        model.load_state_dict(load_file(str(weights), device="cpu"), strict=strict)
+        model.eval()
+        return model
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str = "Push model using smp_like",
+        private: Optional[bool] = None,
+        token: Optional[str] = None,
+        revision: Optional[str] = None,
+        create_pr: bool = False,
+        metrics: Optional[Dict[str, Any]] = None,
+        dataset: Optional[str] = None,
+    ) -> Any:
+        """Create (if needed) the Hub repository ``repo_id`` and upload the saved model to it.
+
+        Returns:
+            huggingface_hub's ``CommitInfo`` for the upload.
+        """
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp, metrics=metrics, dataset=dataset)
+            return api.upload_folder(
+                repo_id=repo_id,
+                folder_path=tmp,
+                commit_message=commit_message,
+                revision=revision,
+                create_pr=create_pr,
+            )
+
+

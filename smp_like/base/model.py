@@ -1,0 +1,149 @@
+"""SegmentationModel: encoder -> decoder -> segmentation head (+ optional classification head)."""
+
+import functools
+import inspect
+from typing import Any, Dict, Tuple, Union
+
+import torch
+import torch.nn as nn
+
+from smp_like.base.hub import HubMixin
+from smp_like.base.initialization import initialize_decoder, initialize_head
+from smp_like.base.strides import crop_to_shape, pad_to_stride
+
+# Registered model classes by lower-cased name, for create_model / from_pretrained dispatch.
+MODEL_REGISTRY: Dict[str, type] = {}
+
+
+class SegmentationModel(nn.Module, HubMixin):
+    """Base class of every segmentation architecture.
+
+    Subclasses build ``self.encoder``, ``self.decoder``, ``self.segmentation_head`` and
+    ``self.classification_head`` (None without ``aux_params``) and call ``self.initialize()``. The constructor
+    arguments of the concrete class are recorded automatically for ``save_pretrained`` / ``from_pretrained``.
+
+    Input sizes: with ``requires_divisible_input_shape`` True the spatial sizes must be multiples of
+    ``output_stride`` (the error says what to pad to); ``pad_to_stride`` / ``crop_to_shape`` do the padding.
+    """
+
+    requires_divisible_input_shape: bool = True
+    _model_config: Dict[str, Any]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__init__" not in cls.__dict__:
+            return
+        MODEL_REGISTRY[cls.__name__.lower()] = cls
+        original_init = cls.__dict__["__init__"]
+        signature = inspect.signature(original_init)
+
+        @functools.wraps(original_init)
+        def init_and_record(self: "SegmentationModel", *args: Any, **kw: Any) -> None:
+            original_init(self, *args, **kw)
+            if type(self) is cls:  # only the most derived class records its arguments
+                bound = signature.bind(self, *args, **kw)
+                bound.apply_defaults()
+                config = {}
+                for name, value in list(bound.arguments.items())[1:]:
+                    if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+                        config.update(value)
+                    else:
+                        config[name] = value
+                self._model_config = config
+
+        cls.__init__ = init_and_record  # type: ignore[method-assign]
+
+    def initialize(self) -> None:
+        initialize_decoder(self.decoder)
+        initialize_head(self.segmentation_head)
+        if self.classification_head is not None:
+            initialize_head(self.classification_head)
+
+    @property
+    def output_stride(self) -> int:
+        """Stride of the deepest encoder feature: input sizes divisible by it need no padding."""
+        return self.encoder.output_stride
+
+    @property
+    def spatial_dims(self) -> int:
+        return getattr(self.encoder, "spatial_dims", 2)
+
+    def check_input_shape(self, x: torch.Tensor) -> None:
+        """Validate rank, channel count and (if required) divisibility of the spatial sizes.
+
+        Raises:
+            TypeError: if ``x`` is not a tensor.
+            ValueError: naming what is wrong and, for sizes, the size to pad to.
+        """
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
+        dims = self.spatial_dims
+        layout = "(N, C, H, W)" if dims == 2 else "(N, C, D, H, W)"
+        if x.dim() != dims + 2:
+            raise ValueError(
+                f"input must have {dims + 2} dims {layout} for a model with spatial_dims={dims}, "
+                f"got shape {tuple(x.shape)}"
+            )
+        expected = self.encoder.in_channels
+        if x.shape[1] != expected:
+            raise ValueError(f"input must have {expected} channels (in_channels={expected}), got shape {tuple(x.shape)}")
+        if self.requires_divisible_input_shape:
+            stride = self.output_stride
+            sizes = tuple(x.shape[2:])
+            if any(s % stride for s in sizes):
+                padded = tuple(-(-s // stride) * stride for s in sizes)
+                raise ValueError(
+                    f"Wrong input shape {sizes}: spatial sizes must be divisible by the output stride {stride}. "
+                    f"Pad the input to {padded} (smp_like.pad_to_stride(x, {stride}) does it)."
+                )
+
+    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        """Return ``mask`` of shape (N, classes, *spatial), or ``(mask, label)`` with ``aux_params``."""
+        self.check_input_shape(x)
+        features = self.encoder(x)
+        decoder_output = self.decoder(features)
+        masks = self.segmentation_head(decoder_output)
+        if self.classification_head is not None:
+            labels = self.classification_head(features[-1])
+            return masks, labels
+        return masks
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        """Inference: switch to eval mode and run ``forward`` without gradients."""
+        if self.training:
+            self.eval()
+        return self(x)
+
+    def predict_padded(self, x: torch.Tensor, mode: str = "constant") -> Union[torch.Tensor, Tuple[torch.Tensor, ...]]:
+        """``predict`` for any input size: pad to ``output_stride``, run, crop the mask back."""
+        padded, shape = pad_to_stride(x, self.output_stride, mode=mode)
+        out = self.predict(padded)
+        if isinstance(out, tuple):
+            return (crop_to_shape(out[0], shape),) + tuple(out[1:])
+        return crop_to_shape(out, shape)
+
+    def freeze_encoder(self) -> None:
+        """Stop training the encoder: no gradients, and its norm layers keep their running statistics."""
+        for parameter in self.encoder.parameters():
+            parameter.requires_grad = False
+        self._encoder_frozen = True
+        self._set_encoder_norm_eval()
+
+    def unfreeze_encoder(self) -> None:
+        """Undo :meth:`freeze_encoder`."""
+        for parameter in self.encoder.parameters():
+            parameter.requires_grad = True
+        self._encoder_frozen = False
+        self.encoder.train(self.training)
+
+    def _set_encoder_norm_eval(self) -> None:
+        for module in self.encoder.modules():
+            if isinstance(module, nn.modules.batchnorm._NormBase):
+                module.eval()
+
+    def train(self, mode: bool = True) -> "SegmentationModel":
+        super().train(mode)
+        if getattr(self, "_encoder_frozen", False):
+            self._set_encoder_norm_eval()
+        return self

@@ -1,0 +1,184 @@
+"""Small building blocks shared by decoders and heads (n-d, with SMP-compatible module layouts)."""
+
+from typing import Any, Callable, Dict, Optional, Union
+
+import torch
+import torch.nn as nn
+
+from smp_like.base import nd
+
+NORM_TYPES = ("batchnorm", "identity", "layernorm", "instancenorm", "inplace")
+ATTENTION_TYPES = (None, "scse")
+ACTIVATIONS = ("sigmoid", "softmax", "softmax2d", "logsoftmax", "tanh", "argmax", "argmax2d", "clamp", "identity")
+
+
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channel axis of a channels-first tensor of any dimensionality.
+
+    Same parameters (``weight``, ``bias``) as ``nn.LayerNorm(channels)``, so state dicts match SMP's; unlike a
+    plain ``nn.LayerNorm`` it normalises channels rather than the last spatial axis.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.movedim(x, 1, -1)
+        x = nn.functional.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return torch.movedim(x, -1, 1)
+
+
+def parse_norm(use_norm: Union[bool, str, Dict[str, Any]]) -> Dict[str, Any]:
+    """Normalise the forms ``decoder_use_norm`` accepts to ``{"type": name, **params}``.
+
+    Accepts ``True`` (batchnorm), ``False`` (identity), one of :data:`NORM_TYPES`, or a dict with a ``"type"`` key
+    and keyword arguments for the norm layer, exactly as SMP does.
+
+    Raises:
+        ValueError: for any other value.
+    """
+    if isinstance(use_norm, bool):
+        return {"type": "batchnorm" if use_norm else "identity"}
+    if isinstance(use_norm, str):
+        if use_norm not in NORM_TYPES:
+            raise ValueError(f"`decoder_use_norm` must be one of {NORM_TYPES}, a bool or a dict, got {use_norm!r}")
+        return {"type": use_norm}
+    if isinstance(use_norm, dict):
+        if use_norm.get("type") not in NORM_TYPES:
+            raise ValueError(
+                f"`decoder_use_norm` dict needs a 'type' key with one of {NORM_TYPES}, got {use_norm!r}"
+            )
+        return dict(use_norm)
+    raise ValueError(
+        f"`decoder_use_norm` must be a bool, one of {NORM_TYPES}, or a dict like "
+        f"{{'type': 'batchnorm', **kwargs}}; got {use_norm!r}"
+    )
+
+
+def make_norm(use_norm: Union[bool, str, Dict[str, Any]], channels: int, spatial_dims: int = 2) -> nn.Module:
+    spec = parse_norm(use_norm)
+    kind = spec.pop("type")
+    if kind == "batchnorm":
+        return nd.batchnorm_type(spatial_dims)(channels, **spec)
+    if kind == "identity":
+        return nn.Identity()
+    if kind == "layernorm":
+        return ChannelLayerNorm(channels, **spec)
+    if kind == "instancenorm":
+        return nd.instancenorm_type(spatial_dims)(channels, **spec)
+    # "inplace": InplaceABN fuses BN and activation; it is an optional CUDA extension.
+    try:
+        from inplace_abn import InPlaceABN  # type: ignore[import-not-found]
+    except ImportError as err:
+        raise ImportError(
+            "`decoder_use_norm='inplace'` needs the optional package inplace_abn: pip install inplace_abn"
+        ) from err
+    if spatial_dims != 2:
+        raise ValueError("`decoder_use_norm='inplace'` supports spatial_dims=2 only")
+    return InPlaceABN(channels, activation="leaky_relu", activation_param=0.0, **spec)
+
+
+class ConvNormReLU(nn.Sequential):
+    """conv -> norm -> ReLU as a ``Sequential`` (children 0, 1, 2), matching SMP's ``Conv2dReLU`` keys.
+
+    The conv has a bias only when the norm does not provide one (identity norm).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        padding: int = 0,
+        stride: int = 1,
+        use_norm: Union[bool, str, Dict[str, Any]] = "batchnorm",
+        spatial_dims: int = 2,
+    ):
+        kind = parse_norm(use_norm)["type"]
+        conv = nd.conv_type(spatial_dims)(
+            in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=kind == "identity"
+        )
+        norm = make_norm(use_norm, out_channels, spatial_dims)
+        # InplaceABN applies the activation itself.
+        activation = nn.Identity() if kind == "inplace" else nn.ReLU(inplace=True)
+        super().__init__(conv, norm, activation)
+
+
+class SCSEModule(nn.Module):
+    """Concurrent spatial and channel squeeze-excitation (Roy et al., 2018, eq. 1-3): x·cSE(x) + x·sSE(x)."""
+
+    def __init__(self, in_channels: int, reduction: int = 16, spatial_dims: int = 2):
+        super().__init__()
+        conv = nd.conv_type(spatial_dims)
+        self.cSE = nn.Sequential(
+            nd.adaptive_avgpool_type(spatial_dims)(1),
+            conv(in_channels, in_channels // reduction, 1),
+            nn.ReLU(inplace=True),
+            conv(in_channels // reduction, in_channels, 1),
+            nn.Sigmoid(),
+        )
+        self.sSE = nn.Sequential(conv(in_channels, 1, 1), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.cSE(x) + x * self.sSE(x)
+
+
+class Attention(nn.Module):
+    """Named attention wrapper (``None`` -> identity, ``"scse"`` -> :class:`SCSEModule`)."""
+
+    def __init__(self, name: Optional[str], **params: Any):
+        super().__init__()
+        if name is None:
+            self.attention = nn.Identity()
+        elif name == "scse":
+            self.attention = SCSEModule(**params)
+        else:
+            raise ValueError(f"`decoder_attention_type` must be one of {ATTENTION_TYPES}, got {name!r}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attention(x)
+
+
+class ArgMax(nn.Module):
+    def __init__(self, dim: Optional[int] = None):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.argmax(x, dim=self.dim)
+
+
+class Clamp(nn.Module):
+    def __init__(self, min: float = 0.0, max: float = 1.0):
+        super().__init__()
+        self.min, self.max = min, max
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.clamp(x, self.min, self.max)
+
+
+class Activation(nn.Module):
+    """Activation chosen by name (see :data:`ACTIVATIONS`), ``None``, or any callable returning a module."""
+
+    def __init__(self, name: Union[str, Callable, None], **params: Any):
+        super().__init__()
+        if name is None or name == "identity":
+            self.activation = nn.Identity(**params)
+        elif name == "sigmoid":
+            self.activation = nn.Sigmoid()
+        elif name in ("softmax", "softmax2d"):
+            self.activation = nn.Softmax(dim=1, **params)
+        elif name == "logsoftmax":
+            self.activation = nn.LogSoftmax(dim=1, **params)
+        elif name == "tanh":
+            self.activation = nn.Tanh()
+        elif name == "argmax":
+            self.activation = ArgMax(**params)
+        elif name == "argmax2d":
+            self.activation = ArgMax(dim=1, **params)
+        elif name == "clamp":
+            self.activation = Clamp(**params)
+        elif callable(name):
+            self.activation = name(**params)
+        else:
+            raise ValueError(f"`activation` must be None, a callable or one of {ACTIVATIONS}, got {name!r}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(x)

@@ -1,0 +1,45 @@
+"""``smp-like`` command line: ``demo`` (train a small Unet on synthetic shapes) and ``download`` (fill the cache)."""
+
+import argparse
+import sys
+from typing import List, Optional
+
+
+def _download(args: argparse.Namespace) -> int:
+    from smp_like.encoders import download_weights
+
+    path = download_weights(args.encoder, args.weights)
+    print(f"{args.encoder} ({args.weights}) -> {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smp-like", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    download = commands.add_parser(
+        "download", help="fetch an encoder's pretrained weights into the Hub cache for offline use"
+    )
+    download.add_argument("encoder", help="encoder name, e.g. resnet34 or tu-resnet18")
+    download.add_argument("--weights", default="imagenet", help="pretrained tag (default: imagenet)")
+    download.set_defaults(handler=_download)
+
+    from smp_like.training import demo
+
+    demo_parser = commands.add_parser("demo", help="train a small Unet on synthetic shapes and report IoU")
+    demo.add_arguments(demo_parser)
+    demo_parser.set_defaults(handler=demo.run_from_args)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except (ValueError, OSError) as err:
+        print(f"smp-like {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,100 @@
+"""Unet: SMP's arguments, state-dict keys and outputs; 2D and 3D; any input size."""
+
+import warnings
+from typing import Any, Callable, Dict, Optional, Sequence, Union
+
+from smp_like.base import nd
+from smp_like.base.heads import SegmentationHead, build_classification_head
+from smp_like.base.model import SegmentationModel
+from smp_like.decoders.unet.decoder import UnetDecoder
+from smp_like.encoders import get_encoder
+
+
+class Unet(SegmentationModel):
+    """U-Net: an encoder, a decoder that fuses every skip, a segmentation head and an optional aux head.
+
+    Any input size works: each decoder block resizes to the size of its skip, and the last one to the input's.
+
+    Args:
+        encoder_name: registered encoder or ``tu-<timm model>``.
+        encoder_depth: number of encoder stages (1..5 for most encoders).
+        encoder_weights: pretrained tag (``"imagenet"``, ...) or None for random weights.
+        decoder_use_norm: ``True``/``False``, ``"batchnorm"``, ``"identity"``, ``"layernorm"``,
+            ``"instancenorm"``, ``"inplace"``, or ``{"type": ..., **kwargs}``.
+        decoder_channels: channels of each decoder block; one per encoder stage.
+        decoder_attention_type: None or ``"scse"``.
+        decoder_interpolation: up-sampling mode (``"nearest"``, ``"bilinear"``, ...).
+        in_channels: input channels.
+        classes: output mask channels.
+        activation: activation after the head (``"sigmoid"``, ``"softmax"``, ... or None).
+        aux_params: dict for the classification head (``classes``, ``pooling``, ``dropout``, ``activation``).
+        spatial_dims: 2 for images, 3 for volumes.
+        **kwargs: passed to the encoder (e.g. ``output_stride``).
+
+    Returns (forward):
+        ``mask`` (N, classes, *spatial), or ``(mask, label)`` with ``aux_params``.
+    """
+
+    requires_divisible_input_shape = False
+
+    def __init__(
+        self,
+        encoder_name: str = "resnet34",
+        encoder_depth: int = 5,
+        encoder_weights: Optional[str] = "imagenet",
+        decoder_use_norm: Union[bool, str, Dict[str, Any]] = "batchnorm",
+        decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
+        decoder_attention_type: Optional[str] = None,
+        decoder_interpolation: str = "nearest",
+        in_channels: int = 3,
+        classes: int = 1,
+        activation: Union[str, Callable, None] = None,
+        aux_params: Optional[dict] = None,
+        spatial_dims: int = 2,
+        **kwargs: Any,
+    ):
+        super().__init__()
+        if "decoder_use_batchnorm" in kwargs:
+            warnings.warn(
+                "`decoder_use_batchnorm` is deprecated, use `decoder_use_norm`", DeprecationWarning, stacklevel=2
+            )
+            decoder_use_norm = kwargs.pop("decoder_use_batchnorm")
+        nd.check_spatial_dims(spatial_dims)
+        if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
+            raise ValueError(f"`classes` must be a positive int, got {classes!r}")
+        if isinstance(decoder_channels, (str, bytes)) or not all(
+            isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in decoder_channels
+        ):
+            raise ValueError(f"`decoder_channels` must be a sequence of positive ints, got {decoder_channels!r}")
+        if isinstance(encoder_depth, bool) or not isinstance(encoder_depth, int):
+            raise ValueError(f"`encoder_depth` must be an int, got {encoder_depth!r}")
+        if len(decoder_channels) != encoder_depth:
+            raise ValueError(
+                f"`decoder_channels` must have encoder_depth={encoder_depth} entries, got "
+                f"{len(decoder_channels)}: {tuple(decoder_channels)}"
+            )
+        self.encoder = get_encoder(
+            encoder_name,
+            in_channels=in_channels,
+            depth=encoder_depth,
+            weights=encoder_weights,
+            spatial_dims=spatial_dims,
+            **kwargs,
+        )
+        self.decoder = UnetDecoder(
+            encoder_channels=self.encoder.out_channels,
+            decoder_channels=decoder_channels,
+            n_blocks=encoder_depth,
+            use_norm=decoder_use_norm,
+            attention_type=decoder_attention_type,
+            interpolation_mode=decoder_interpolation,
+            spatial_dims=spatial_dims,
+        )
+        self.segmentation_head = SegmentationHead(
+            in_channels=decoder_channels[-1], out_channels=classes, activation=activation, spatial_dims=spatial_dims
+        )
+        self.classification_head = build_classification_head(
+            aux_params, self.encoder.out_channels[-1], spatial_dims=spatial_dims
+        )
+        self.name = f"u-{encoder_name}"
+        self.initialize()

@@ -1,0 +1,243 @@
+"""Encoder registry: native families, any timm model (``tu-`` prefix) and user-registered encoders.
+
+``encoders`` is a plain dict ``{name: {"encoder": cls, "params": {...}, "pretrained_settings": {tag: {...}}}}``;
+adding an entry by assignment (the SMP way) or with :func:`register_encoder` makes the name usable everywhere
+(``smp_like.Unet(encoder_name=name)``). An entry may also say which ``spatial_dims`` it supports (default (2,)).
+"""
+
+import difflib
+import functools
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch.nn as nn
+
+from smp_like.encoders._base import EncoderMixin
+from smp_like.encoders._utils import inflate_state_dict
+from smp_like.encoders._weights import WeightsDownloadError, fetch_weights_file, read_state_dict
+from smp_like.encoders.resnet import resnet_encoders
+
+__all__ = [
+    "EncoderMixin",
+    "WeightsDownloadError",
+    "encoders",
+    "register_encoder",
+    "get_encoder",
+    "get_encoder_names",
+    "get_preprocessing_params",
+    "get_preprocessing_fn",
+    "download_weights",
+    "UnknownEncoderError",
+]
+
+TIMM_PREFIX = "tu-"
+
+encoders: Dict[str, Dict[str, Any]] = {}
+encoders.update(resnet_encoders)
+
+
+class UnknownEncoderError(ValueError, KeyError):
+    """An encoder name that is not registered (a ValueError, and a KeyError as SMP raises)."""
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return str(self.args[0]) if self.args else ""
+
+
+def get_encoder_names() -> List[str]:
+    """Names of all registered encoders (``tu-<timm name>`` works too but is not listed)."""
+    return list(encoders.keys())
+
+
+def register_encoder(
+    name: str,
+    encoder: Optional[type] = None,
+    *,
+    params: Optional[Dict[str, Any]] = None,
+    pretrained_settings: Optional[Dict[str, Dict[str, Any]]] = None,
+    spatial_dims: Sequence[int] = (2,),
+    overwrite: bool = False,
+) -> Any:
+    """Register an encoder class under ``name``; usable directly or as a class decorator.
+
+    Example:
+        >>> @register_encoder("tiny", params={"width": 8})
+        ... class Tiny(torch.nn.Module, EncoderMixin): ...
+
+    Raises:
+        TypeError: if ``name`` is not a string or ``encoder`` is not an ``nn.Module`` subclass.
+        ValueError: if the name is taken (and ``overwrite`` is False) or uses the reserved ``tu-`` prefix.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"encoder `name` must be a non-empty string, got {name!r}")
+    if name.startswith(TIMM_PREFIX):
+        raise ValueError(f"encoder names starting with {TIMM_PREFIX!r} are reserved for timm models, got {name!r}")
+
+    def decorator(cls: type) -> type:
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+            raise TypeError(f"`encoder` must be an nn.Module subclass (with EncoderMixin), got {cls!r}")
+        if name in encoders and not overwrite:
+            raise ValueError(f"encoder {name!r} is already registered; pass overwrite=True to replace it")
+        encoders[name] = {
+            "encoder": cls,
+            "params": dict(params or {}),
+            "pretrained_settings": dict(pretrained_settings or {}),
+            "spatial_dims": tuple(spatial_dims),
+        }
+        return cls
+
+    return decorator if encoder is None else decorator(encoder)
+
+
+def _entry(name: str) -> Dict[str, Any]:
+    if not isinstance(name, str):
+        raise TypeError(f"`encoder_name` must be a string, got {name!r}")
+    try:
+        return encoders[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(encoders), n=3, cutoff=0.6)
+        hint = f" Did you mean {close}?" if close else ""
+        raise UnknownEncoderError(
+            f"Unknown `encoder_name` {name!r}.{hint} Valid names: {sorted(encoders)}, "
+            f"or '{TIMM_PREFIX}<timm model name>' for any timm model."
+        ) from None
+
+
+def _pretrained_settings(name: str, weights: str) -> Dict[str, Any]:
+    settings = _entry(name).get("pretrained_settings", {})
+    if weights not in settings:
+        raise ValueError(
+            f"Unknown `encoder_weights` {weights!r} for encoder {name!r}; available tags: {sorted(settings)} "
+            "(or None for random initialisation)"
+        )
+    return settings[weights]
+
+
+def _encoders_supporting(spatial_dims: int) -> List[str]:
+    return sorted(n for n, e in encoders.items() if spatial_dims in tuple(e.get("spatial_dims", (2,))))
+
+
+def get_encoder(
+    name: str,
+    in_channels: int = 3,
+    depth: int = 5,
+    weights: Optional[str] = None,
+    output_stride: int = 32,
+    spatial_dims: int = 2,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a registered encoder (or ``tu-<timm name>``), load pretrained weights and adapt it.
+
+    Args:
+        name: registry name or ``tu-<timm model name>[.<pretrained tag>]``.
+        in_channels: input channels; pretrained first convs are adapted (see ``EncoderMixin.set_in_channels``).
+        depth: number of down-sampling stages.
+        weights: pretrained tag (e.g. ``"imagenet"``) or None for random weights.
+        output_stride: 32, or 16 / 8 to replace the last strides by dilation.
+        spatial_dims: 2 for images, 3 for volumes (2D weights are inflated to 3D).
+        **kwargs: extra constructor arguments for the encoder class.
+
+    Returns:
+        An ``nn.Module`` with :class:`EncoderMixin`.
+
+    Raises:
+        ValueError: unknown name or weights tag, unsupported spatial_dims or output_stride.
+        WeightsDownloadError: when pretrained weights cannot be fetched.
+    """
+    if output_stride not in (8, 16, 32):
+        raise ValueError(f"`output_stride` must be one of (8, 16, 32), got {output_stride!r}")
+    if isinstance(name, str) and name.startswith(TIMM_PREFIX):
+        from smp_like.encoders.timm_universal import TimmUniversalEncoder
+
+        return TimmUniversalEncoder(
+            name[len(TIMM_PREFIX) :],
+            pretrained=weights,
+            in_channels=in_channels,
+            depth=depth,
+            output_stride=output_stride,
+            spatial_dims=spatial_dims,
+            **kwargs,
+        )
+
+    entry = _entry(name)
+    supported = tuple(entry.get("spatial_dims", (2,)))
+    if spatial_dims not in supported:
+        raise ValueError(
+            f"encoder {name!r} supports spatial_dims {supported}, got spatial_dims={spatial_dims!r}; "
+            f"encoders that support spatial_dims={spatial_dims}: {_encoders_supporting(spatial_dims)}"
+        )
+    settings = _pretrained_settings(name, weights) if weights is not None else None
+
+    params = dict(entry.get("params", {}))
+    params.update(depth=depth)
+    if spatial_dims != 2:
+        params.update(spatial_dims=spatial_dims)
+    params.update(kwargs)
+    encoder = entry["encoder"](**params)
+
+    if settings is not None:
+        state_dict = read_state_dict(fetch_weights_file(name, weights, settings))
+        ignored = tuple(getattr(encoder, "_ignored_pretrained_prefixes", ()))
+        state_dict = {k: v for k, v in state_dict.items() if not (ignored and k.startswith(ignored))}
+        if getattr(encoder, "spatial_dims", 2) == 3:
+            state_dict = inflate_state_dict(state_dict, encoder)
+        try:
+            encoder.load_state_dict(state_dict)
+        except RuntimeError as err:
+            raise ValueError(f"weights '{weights}' do not fit encoder {name!r}: {err}") from err
+
+    encoder.set_in_channels(in_channels, pretrained=weights is not None)
+    if output_stride != 32:
+        encoder.make_dilated(output_stride)
+    return encoder
+
+
+def download_weights(name: str, weights: str = "imagenet") -> str:
+    """Fetch the weights of ``name`` / ``weights`` into the cache ahead of time and return the local path."""
+    if name.startswith(TIMM_PREFIX):
+        from smp_like.encoders.timm_universal import download_timm_weights
+
+        return download_timm_weights(name[len(TIMM_PREFIX) :], weights)
+    return str(fetch_weights_file(name, weights, _pretrained_settings(name, weights)))
+
+
+def get_preprocessing_params(encoder_name: str, pretrained: str = "imagenet") -> Dict[str, Any]:
+    """Input normalisation the weights were trained with: ``input_space``, ``input_range``, ``mean``, ``std``."""
+    if encoder_name.startswith(TIMM_PREFIX):
+        from smp_like.encoders.timm_universal import timm_preprocessing_params
+
+        return timm_preprocessing_params(encoder_name[len(TIMM_PREFIX) :])
+    settings = _pretrained_settings(encoder_name, pretrained)
+    missing = [k for k in ("mean", "std") if k not in settings]
+    if missing:
+        raise ValueError(f"pretrained setting {pretrained!r} of {encoder_name!r} does not give {missing}")
+    return {
+        "input_space": settings.get("input_space", "RGB"),
+        "input_range": list(settings.get("input_range", [0, 1])),
+        "mean": list(settings["mean"]),
+        "std": list(settings["std"]),
+    }
+
+
+def preprocess_input(
+    x: np.ndarray,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
+    input_space: str = "RGB",
+    input_range: Optional[Sequence[float]] = None,
+) -> np.ndarray:
+    """Normalise a channels-last image array the way the encoder's weights expect."""
+    x = np.asarray(x)
+    if input_space == "BGR":
+        x = x[..., ::-1].copy()
+    if input_range is not None and max(input_range) == 1 and x.max() > 1:
+        x = x / 255.0
+    if mean is not None:
+        x = x - np.array(mean)
+    if std is not None:
+        x = x / np.array(std)
+    return x
+
+
+def get_preprocessing_fn(encoder_name: str, pretrained: str = "imagenet") -> Callable[[np.ndarray], np.ndarray]:
+    """A function that normalises channels-last images for ``encoder_name`` / ``pretrained``."""
+    return functools.partial(preprocess_input, **get_preprocessing_params(encoder_name, pretrained))

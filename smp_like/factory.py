@@ -1,0 +1,59 @@
+"""``create_model`` and ``from_pretrained``: build or load any architecture by name."""
+
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch.nn as nn
+
+
+def _registry() -> dict:
+    import smp_like.decoders  # noqa: F401  (importing registers every architecture)
+    from smp_like.base.model import MODEL_REGISTRY
+
+    return MODEL_REGISTRY
+
+
+def get_model_class(arch: str) -> type:
+    """The architecture class called ``arch`` (case-insensitive).
+
+    Raises:
+        ValueError: for an unknown name, listing the valid ones.
+    """
+    registry = _registry()
+    if not isinstance(arch, str) or arch.lower() not in registry:
+        names = sorted(cls.__name__ for cls in registry.values())
+        raise ValueError(f"Unknown architecture {arch!r}; valid names (case-insensitive): {names}")
+    return registry[arch.lower()]
+
+
+def create_model(
+    arch: str,
+    encoder_name: str = "resnet34",
+    encoder_weights: Optional[str] = "imagenet",
+    in_channels: int = 3,
+    classes: int = 1,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build an architecture by name, e.g. ``create_model("unet", "resnet18", classes=3)``.
+
+    Args:
+        arch: architecture name, case-insensitive (``"Unet"``, ``"unet"``).
+        encoder_name, encoder_weights, in_channels, classes, **kwargs: the architecture's arguments.
+
+    Raises:
+        ValueError: for an unknown architecture.
+    """
+    cls = get_model_class(arch)
+    return cls(
+        encoder_name=encoder_name, encoder_weights=encoder_weights, in_channels=in_channels, classes=classes, **kwargs
+    )
+
+
+def from_pretrained(pretrained_model_name_or_path: Union[str, Path], **kwargs: Any) -> nn.Module:
+    """Load any saved model (folder or Hub repository), dispatching on the class recorded in its config.
+
+    Keyword arguments are those of ``SegmentationModel.from_pretrained`` (revision, token, strict, ...).
+    """
+    from smp_like.base.model import SegmentationModel
+
+    return SegmentationModel.from_pretrained(pretrained_model_name_or_path, **kwargs)
