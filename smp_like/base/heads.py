@@ -38,7 +38,7 @@ class ClassificationHead(nn.Sequential):
         in_channels: channels of the deepest encoder feature.
         classes: number of output labels.
         pooling: ``"avg"`` or ``"max"``.
-        dropout: dropout probability, or None for no dropout.
+        dropout: dropout probability (SMP's default 0.2), or None / 0 for no dropout.
         activation: activation name or callable (see :class:`~smp_like.base.modules.Activation`).
         spatial_dims: 2 or 3.
 
@@ -49,9 +49,9 @@ class ClassificationHead(nn.Sequential):
     def __init__(
         self,
         in_channels: int,
-        classes: int = 1,
+        classes: int,
         pooling: str = "avg",
-        dropout: Optional[float] = None,
+        dropout: Optional[float] = 0.2,
         activation: Union[str, Callable, None] = None,
         spatial_dims: int = 2,
     ):
@@ -86,4 +86,6 @@ def build_classification_head(
     unknown = sorted(set(aux_params) - set(AUX_PARAMS_KEYS))
     if unknown:
         raise TypeError(f"`aux_params` has unknown key(s) {unknown}; valid keys are {AUX_PARAMS_KEYS}")
+    if "classes" not in aux_params:
+        raise TypeError(f"`aux_params` must give 'classes' (the number of labels), got {aux_params!r}")
     return ClassificationHead(in_channels=in_channels, spatial_dims=spatial_dims, **aux_params)

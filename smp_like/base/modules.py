@@ -107,11 +107,13 @@ class SCSEModule(nn.Module):
     def __init__(self, in_channels: int, reduction: int = 16, spatial_dims: int = 2):
         super().__init__()
         conv = nd.conv_type(spatial_dims)
+        # At least one hidden channel: SMP's in_channels // reduction is 0 below 16 channels and then fails.
+        hidden = max(1, in_channels // reduction)
         self.cSE = nn.Sequential(
             nd.adaptive_avgpool_type(spatial_dims)(1),
-            conv(in_channels, in_channels // reduction, 1),
+            conv(in_channels, hidden, 1),
             nn.ReLU(inplace=True),
-            conv(in_channels // reduction, in_channels, 1),
+            conv(hidden, in_channels, 1),
             nn.Sigmoid(),
         )
         self.sSE = nn.Sequential(conv(in_channels, 1, 1), nn.Sigmoid())
