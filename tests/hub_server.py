@@ -251,10 +251,19 @@ class HubServer:
         *,
         repo_type: str = "model",
         commit_message: str | None = None,
+        commit_sha: str | None = None,
     ) -> str:
-        """Commit one file to branch ``revision`` (default "main", created if needed); returns the sha."""
+        """Commit one file to branch ``revision`` (default "main", created if needed); returns the sha.
+
+        ``commit_sha`` gives the commit a chosen 40-hex id, to serve files at a revision pinned elsewhere.
+        """
         return self.add_files(
-            repo_id, {filename: data}, revision, repo_type=repo_type, commit_message=commit_message
+            repo_id,
+            {filename: data},
+            revision,
+            repo_type=repo_type,
+            commit_message=commit_message,
+            commit_sha=commit_sha,
         )
 
     def add_files(
