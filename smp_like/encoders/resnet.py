@@ -176,7 +176,7 @@ class ResNetEncoder(nn.Module, EncoderMixin):
         if self._depth >= 2:
             x = self.layer1(self.maxpool(x))
             features.append(x)
-        for layer in (self.layer2, self.layer3, self.layer4)[: self._depth - 2]:
+        for layer in (self.layer2, self.layer3, self.layer4)[: max(self._depth - 2, 0)]:
             x = layer(x)
             features.append(x)
         return features

@@ -49,6 +49,14 @@ def test_contract_on_cpu(name):
     check_contract(encoder, run(encoder, x), x)
 
 
+@pytest.mark.parametrize("depth", [1, 2])
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "tu-test_resnet"])
+def test_contract_shallow_depths(name, depth):
+    encoder = get_encoder(name, depth=depth, weights=None)
+    x = torch.randn(1, 3, 32, 32)
+    check_contract(encoder, run(encoder, x), x)
+
+
 @pytest.mark.parametrize("in_channels", [1, 3, 4])
 @pytest.mark.parametrize("depth", [3, 4, 5])
 @pytest.mark.parametrize("name", TIMM_NAMES)

@@ -19,7 +19,8 @@ def features(encoder, x):
 @pytest.mark.parametrize(
     "name, depth, in_channels, output_stride",
     [(n, d, c, 32) for n in ["resnet18", "resnet34", "resnet50", "resnext50_32x4d"] for d in (3, 5) for c in (1, 3, 4)]
-    + [(n, 5, 3, s) for n in ["resnet18", "resnext50_32x4d"] for s in (16, 8)],
+    + [(n, 5, 3, s) for n in ["resnet18", "resnext50_32x4d"] for s in (16, 8)]
+    + [("resnet18", d, 3, 32) for d in (1, 2)],
 )
 def test_matches_smp_encoder(name, depth, in_channels, output_stride):
     torch.manual_seed(0)
