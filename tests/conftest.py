@@ -1,7 +1,15 @@
 """Shared pytest fixtures. The loopback Hub lives in ``hub_server.py`` (see its docstring)."""
 
+import os
+
 import pytest
+import torch
 from hub_server import HubServer, configure_hub, unused_local_url
+
+# Under pytest-xdist each worker gets one intra-op thread: two workers with two threads each on a 2-core machine
+# only fight over the cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
 
 
 @pytest.fixture
