@@ -2,14 +2,14 @@
 
 import functools
 import inspect
-from typing import Any, Dict, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 
 from smp_like.base.hub import HubMixin
 from smp_like.base.initialization import initialize_decoder, initialize_head
-from smp_like.base.strides import crop_to_shape, pad_to_stride
+from smp_like.base.strides import PAD_MODES, crop_to_shape, pad_to_stride
 
 # Registered model classes by lower-cased name, for create_model / from_pretrained dispatch.
 MODEL_REGISTRY: Dict[str, type] = {}
@@ -22,11 +22,14 @@ class SegmentationModel(nn.Module, HubMixin):
     ``self.classification_head`` (None without ``aux_params``) and call ``self.initialize()``. The constructor
     arguments of the concrete class are recorded automatically for ``save_pretrained`` / ``from_pretrained``.
 
-    Input sizes: with ``requires_divisible_input_shape`` True the spatial sizes must be multiples of
-    ``output_stride`` (the error says what to pad to); ``pad_to_stride`` / ``crop_to_shape`` do the padding.
+    Input sizes: an architecture whose decoder needs sizes divisible by its stride sets
+    ``requires_divisible_input_shape = True``. Such a model pads the input at its end to a multiple of
+    ``input_stride`` inside ``forward`` and crops the mask back (``input_padding`` = an ``F.pad`` mode, default
+    ``"constant"``); with ``input_padding=None`` it raises SMP's error instead, naming the size to pad to.
     """
 
     requires_divisible_input_shape: bool = True
+    input_padding: Optional[str] = "constant"
     _model_config: Dict[str, Any]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -59,6 +62,25 @@ class SegmentationModel(nn.Module, HubMixin):
         if self.classification_head is not None:
             initialize_head(self.classification_head)
 
+    def set_input_padding(self, input_padding: Optional[str]) -> None:
+        """Choose how inputs of any size are handled: an ``F.pad`` mode, or None for SMP's strict check.
+
+        Raises:
+            ValueError: for a mode not in :data:`~smp_like.base.strides.PAD_MODES`.
+        """
+        if input_padding is not None and input_padding not in PAD_MODES:
+            raise ValueError(f"`input_padding` must be None or one of {PAD_MODES}, got {input_padding!r}")
+        self.input_padding = input_padding
+
+    @property
+    def input_stride(self) -> int:
+        """Spatial sizes must be multiples of this for the decoder; padding targets it."""
+        return self.output_stride
+
+    @property
+    def pads_input(self) -> bool:
+        return self.requires_divisible_input_shape and self.input_padding is not None
+
     @property
     def output_stride(self) -> int:
         """Stride of the deepest encoder feature: input sizes divisible by it need no padding."""
@@ -87,8 +109,8 @@ class SegmentationModel(nn.Module, HubMixin):
         expected = self.encoder.in_channels
         if x.shape[1] != expected:
             raise ValueError(f"input must have {expected} channels (in_channels={expected}), got shape {tuple(x.shape)}")
-        if self.requires_divisible_input_shape:
-            stride = self.output_stride
+        if self.requires_divisible_input_shape and self.input_padding is None:
+            stride = self.input_stride
             sizes = tuple(x.shape[2:])
             if any(s % stride for s in sizes):
                 padded = tuple(-(-s // stride) * stride for s in sizes)
@@ -100,9 +122,13 @@ class SegmentationModel(nn.Module, HubMixin):
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
         """Return ``mask`` of shape (N, classes, *spatial), or ``(mask, label)`` with ``aux_params``."""
         self.check_input_shape(x)
+        if self.pads_input:
+            x, spatial_shape = pad_to_stride(x, self.input_stride, mode=self.input_padding)
         features = self.encoder(x)
         decoder_output = self.decoder(features)
         masks = self.segmentation_head(decoder_output)
+        if self.pads_input:
+            masks = crop_to_shape(masks, spatial_shape)
         if self.classification_head is not None:
             labels = self.classification_head(features[-1])
             return masks, labels
@@ -116,8 +142,8 @@ class SegmentationModel(nn.Module, HubMixin):
         return self(x)
 
     def predict_padded(self, x: torch.Tensor, mode: str = "constant") -> Union[torch.Tensor, Tuple[torch.Tensor, ...]]:
-        """``predict`` for any input size: pad to ``output_stride``, run, crop the mask back."""
-        padded, shape = pad_to_stride(x, self.output_stride, mode=mode)
+        """``predict`` for any input size: pad to ``input_stride``, run, crop the mask back."""
+        padded, shape = pad_to_stride(x, self.input_stride, mode=mode)
         out = self.predict(padded)
         if isinstance(out, tuple):
             return (crop_to_shape(out[0], shape),) + tuple(out[1:])

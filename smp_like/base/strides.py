@@ -39,7 +39,9 @@ def pad_to_stride(
         raise ValueError(f"`mode` must be one of {PAD_MODES}, got {mode!r}")
     spatial = tuple(x.shape[2:])
     pads = padding_for_stride(spatial, stride)
-    if not any(pads):
+    # Skip the copy when nothing is to pad, except while tracing, where sizes may be symbolic and a branch on
+    # them would specialise the graph (F.pad with zero amounts is exact).
+    if not torch.compiler.is_compiling() and not any(pads):
         return x, spatial
     # F.pad wants (last_lo, last_hi, second_last_lo, ...): pad only at the end so cropping is a plain slice.
     flat = []

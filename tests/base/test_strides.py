@@ -41,8 +41,31 @@ def test_bad_arguments():
 
 def test_strict_models_say_what_to_pad_to():
     model = smp.Unet("resnet18", encoder_weights=None, encoder_depth=3, decoder_channels=(8, 8, 8)).eval()
-    model.requires_divisible_input_shape = True
+    model.requires_divisible_input_shape = True  # as the architectures whose decoders need it
+    model.set_input_padding(None)
     with pytest.raises(ValueError, match=r"Wrong input shape \(37, 41\).*divisible by the output stride 8.*\(40, 48\)"):
         model(torch.randn(1, 3, 37, 41))
     out = model.predict_padded(torch.randn(1, 3, 37, 41))
     assert out.shape == (1, 1, 37, 41)
+
+
+@pytest.mark.parametrize("mode", ["constant", "replicate", "reflect"])
+def test_padding_models_accept_any_size_and_match_manual_padding(mode):
+    torch.manual_seed(0)
+    model = smp.Unet("resnet18", encoder_weights=None, encoder_depth=3, decoder_channels=(8, 8, 8)).eval()
+    model.requires_divisible_input_shape = True
+    model.set_input_padding(mode)
+    x = torch.randn(1, 3, 37, 41)
+    with torch.no_grad():
+        out = model(x)
+        padded, shape = smp.pad_to_stride(x, 8, mode=mode)
+        model.set_input_padding(None)
+        manual = smp.crop_to_shape(model(padded), shape)
+    assert out.shape == (1, 1, 37, 41)
+    torch.testing.assert_close(out, manual)
+
+
+def test_bad_input_padding():
+    model = smp.Unet("resnet18", encoder_weights=None)
+    with pytest.raises(ValueError, match=r"input_padding.*'zeros'"):
+        model.set_input_padding("zeros")
