@@ -13,6 +13,17 @@ __version__ = "0.1.0"
 # model modules (and never imports timm) until a user asks for them.
 _LAZY_ATTRS = {
     "Unet": ("smp_like.decoders.unet.model", "Unet"),
+    "UnetPlusPlus": ("smp_like.decoders.unetplusplus.model", "UnetPlusPlus"),
+    "MAnet": ("smp_like.decoders.manet.model", "MAnet"),
+    "Linknet": ("smp_like.decoders.linknet.model", "Linknet"),
+    "FPN": ("smp_like.decoders.fpn.model", "FPN"),
+    "PSPNet": ("smp_like.decoders.pspnet.model", "PSPNet"),
+    "DeepLabV3": ("smp_like.decoders.deeplabv3.model", "DeepLabV3"),
+    "DeepLabV3Plus": ("smp_like.decoders.deeplabv3.model", "DeepLabV3Plus"),
+    "PAN": ("smp_like.decoders.pan.model", "PAN"),
+    "UPerNet": ("smp_like.decoders.upernet.model", "UPerNet"),
+    "Segformer": ("smp_like.decoders.segformer.model", "Segformer"),
+    "DPT": ("smp_like.decoders.dpt.model", "DPT"),
     "SegmentationModel": ("smp_like.base.model", "SegmentationModel"),
     "SegmentationHead": ("smp_like.base.heads", "SegmentationHead"),
     "ClassificationHead": ("smp_like.base.heads", "ClassificationHead"),
