@@ -57,5 +57,13 @@ def crop_to_shape(y: torch.Tensor, spatial_shape: Sequence[int]) -> torch.Tensor
     spatial_shape = tuple(spatial_shape)
     if y.dim() < len(spatial_shape) or any(a < b for a, b in zip(y.shape[-len(spatial_shape):], spatial_shape)):
         raise ValueError(f"cannot crop tensor of shape {tuple(y.shape)} to spatial shape {spatial_shape}")
-    index = (Ellipsis,) + tuple(slice(0, s) for s in spatial_shape)
-    return y[index]
+    first = y.dim() - len(spatial_shape)
+    tracing = torch.compiler.is_compiling()
+    for axis, size in enumerate(spatial_shape):
+        if tracing:
+            # Slicing and narrow short-cut a full-size crop, which makes torch.export guard on "padded size ==
+            # size" and so fixes dynamic sizes; a gather by index has no such branch.
+            y = y.index_select(first + axis, torch.arange(size, device=y.device))
+        else:
+            y = y.narrow(first + axis, 0, size)
+    return y
