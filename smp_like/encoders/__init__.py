@@ -15,6 +15,7 @@ import torch.nn as nn
 from smp_like.encoders._base import EncoderMixin
 from smp_like.encoders._utils import inflate_state_dict
 from smp_like.encoders._weights import WeightsDownloadError, fetch_weights_file, read_state_dict
+from smp_like.encoders.mix_transformer import mix_transformer_encoders
 from smp_like.encoders.resnet import resnet_encoders
 
 __all__ = [
@@ -34,6 +35,7 @@ TIMM_PREFIX = "tu-"
 
 encoders: Dict[str, Dict[str, Any]] = {}
 encoders.update(resnet_encoders)
+encoders.update(mix_transformer_encoders)
 
 
 class UnknownEncoderError(ValueError, KeyError):

@@ -1,15 +1,19 @@
 """``tu-<name>``: any timm model that supports ``features_only``, as an smp_like encoder.
 
-timm models come in three down-sampling patterns, told apart by ``feature_info.reduction()``:
+timm models come in four down-sampling patterns, told apart by ``feature_info.reduction()``:
 
 * (2, 4, 8, 16, 32) — most CNNs: features are ``[x, f/2, ..., f/32]``;
 * (4, 8, 16, 32)    — transformer-style stems: a 0-channel placeholder stands in for stride 2, as SMP does;
-* (1, 2, ..., 32)   — VGG-style: the model's own stride-1 feature replaces ``x``.
+* (1, 2, ..., 32)   — VGG-style: the model's own stride-1 feature replaces ``x``;
+* (16, 16, ..., 16) — plain ViTs (every feature at the patch stride): served by
+  :class:`~smp_like.encoders.timm_vit.TimmViTPyramidEncoder`, a subclass that builds a ViTDet simple feature
+  pyramid (``TimmUniversalEncoder(...)`` returns an instance of it for such models).
 
 Anything else cannot feed the decoders' stride-matched skips and is refused with the pattern found. Features
 that timm returns channels-last (NHWC) are permuted to channels-first.
 """
 
+import functools
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -70,6 +74,35 @@ def resolve_timm_name(name: str, weights: Optional[str]) -> str:
     return base if chosen is None else f"{base}.{chosen}"
 
 
+@functools.lru_cache(maxsize=None)
+def feature_reductions(base: str) -> Tuple[int, ...]:
+    """``feature_info.reduction()`` of timm model ``base`` (no tag) with ``features_only=True``.
+
+    Built on the meta device (no memory, no weights) and cached per name.
+
+    Raises:
+        ValueError: if timm cannot build the model with ``features_only``.
+    """
+    try:
+        with torch.device("meta"):
+            probe = _timm().create_model(base, features_only=True)
+    except Exception as err:
+        raise ValueError(f"timm model {base!r} cannot be used as an encoder (features_only failed): {err}") from err
+    return tuple(int(r) for r in probe.feature_info.reduction())
+
+
+def is_plain_vit(name: str) -> bool:
+    """Whether timm model ``name`` (tag allowed) is non-hierarchical: all its features share one stride."""
+    base = split_tag(name)[0]
+    try:
+        if not _timm().is_model(base):
+            return False
+        reductions = feature_reductions(base)
+    except ValueError:
+        return False
+    return len(reductions) > 0 and len(set(reductions)) == 1
+
+
 class TimmUniversalEncoder(nn.Module, EncoderMixin):
     """Wraps ``timm.create_model(name, features_only=True)`` into the smp_like encoder contract.
 
@@ -82,10 +115,23 @@ class TimmUniversalEncoder(nn.Module, EncoderMixin):
         spatial_dims: must be 2 (timm models are 2D).
         **kwargs: extra arguments for ``timm.create_model``.
 
+    Plain ViTs (all features at one stride) are served by the subclass
+    :class:`~smp_like.encoders.timm_vit.TimmViTPyramidEncoder`: constructing this class for one returns an
+    instance of that subclass.
+
     Raises:
         ValueError: for 3D, a depth outside the range, a reduction pattern that cannot be served, or an unknown
             model or tag.
     """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "TimmUniversalEncoder":
+        # Dispatch only on direct construction with a model name; copies and unpickling call __new__ bare.
+        name = args[0] if args else kwargs.get("name")
+        if cls is TimmUniversalEncoder and isinstance(name, str) and is_plain_vit(name):
+            from smp_like.encoders.timm_vit import TimmViTPyramidEncoder
+
+            cls = TimmViTPyramidEncoder
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -111,14 +157,8 @@ class TimmUniversalEncoder(nn.Module, EncoderMixin):
         resolved = resolve_timm_name(name, pretrained)
 
         # Inspect the feature hierarchy on the meta device: no memory, no weights.
-        try:
-            with torch.device("meta"):
-                probe = timm.create_model(split_tag(resolved)[0], features_only=True)
-        except Exception as err:
-            raise ValueError(f"timm model {name!r} cannot be used as an encoder (features_only failed): {err}") from err
-        reductions = list(probe.feature_info.reduction())
+        reductions = list(feature_reductions(split_tag(resolved)[0]))
         style, indices = self._select_levels(name, reductions, depth)
-        del probe
 
         create_kwargs: Dict[str, Any] = dict(
             features_only=True, pretrained=pretrained is not None, in_chans=in_channels, out_indices=indices

@@ -55,10 +55,6 @@ def test_vgg_style_uses_models_own_stride_one_feature():
     assert list(ours.state_dict()) == list(theirs.state_dict())
 
 
-def test_unservable_reduction_pattern_is_refused():
-    with pytest.raises(ValueError, match=r"reductions \[16, 16, 16\]"):
-        get_encoder("tu-test_vit", weights=None)
-
 
 def test_depth_deeper_than_model():
     with pytest.raises(ValueError, match="depth"):

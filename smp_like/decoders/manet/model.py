@@ -1,0 +1,117 @@
+"""MAnet: SMP's arguments, state-dict keys and outputs; 2D and 3D; any input size (padded to the stride)."""
+
+import warnings
+from typing import Any, Callable, Dict, Optional, Sequence, Union
+
+from smp_like.base import nd
+from smp_like.base.heads import SegmentationHead, build_classification_head
+from smp_like.base.model import SegmentationModel
+from smp_like.base.modules import parse_norm
+from smp_like.decoders.manet.decoder import MAnetDecoder
+from smp_like.encoders import get_encoder
+
+
+def _is_positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+class MAnet(SegmentationModel):
+    """MA-Net (Fan et al. 2020): position-wise attention on the deepest feature, multi-scale fusion attention
+    blocks on the skips.
+
+    Inputs of any size are padded at their end to a multiple of the encoder's output stride and the mask is
+    cropped back (``input_padding``); the decoder's x2 stages need divisible sizes, as in SMP.
+
+    Args:
+        encoder_name: registered encoder or ``tu-<timm model>``.
+        encoder_depth: number of encoder stages (1..5 for most encoders).
+        encoder_weights: pretrained tag (``"imagenet"``, ...) or None for random weights.
+        decoder_use_norm: ``True``/``False``, ``"batchnorm"``, ``"identity"``, ``"layernorm"``,
+            ``"instancenorm"``, ``"inplace"``, or ``{"type": ..., **kwargs}``.
+        decoder_channels: channels of each decoder block; one per encoder stage.
+        decoder_pab_channels: query/key channels of the position-wise attention block.
+        decoder_interpolation: up-sampling mode (``"nearest"``, ``"bilinear"``, ...).
+        in_channels: input channels.
+        classes: output mask channels.
+        activation: activation after the head (``"sigmoid"``, ``"softmax"``, ... or None).
+        aux_params: dict for the classification head (``classes``, ``pooling``, ``dropout``, ``activation``).
+        spatial_dims: 2 for images, 3 for volumes.
+        input_padding: ``F.pad`` mode used to pad inputs to a multiple of the output stride (the mask is cropped
+            back), or None to raise SMP's error for such inputs.
+        **kwargs: passed to the encoder (e.g. ``output_stride``).
+
+    Returns (forward):
+        ``mask`` (N, classes, *spatial), or ``(mask, label)`` with ``aux_params``.
+
+    Raises:
+        ValueError: for any invalid argument (named, with the valid choices).
+    """
+
+    requires_divisible_input_shape = True
+    _extension_defaults = {**SegmentationModel._extension_defaults, "input_padding": "constant"}
+
+    def __init__(
+        self,
+        encoder_name: str = "resnet34",
+        encoder_depth: int = 5,
+        encoder_weights: Optional[str] = "imagenet",
+        decoder_use_norm: Union[bool, str, Dict[str, Any]] = "batchnorm",
+        decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
+        decoder_pab_channels: int = 64,
+        decoder_interpolation: str = "nearest",
+        in_channels: int = 3,
+        classes: int = 1,
+        activation: Union[str, Callable, None] = None,
+        aux_params: Optional[dict] = None,
+        spatial_dims: int = 2,
+        input_padding: Optional[str] = "constant",
+        **kwargs: Any,
+    ):
+        super().__init__()
+        if "decoder_use_batchnorm" in kwargs:
+            warnings.warn(
+                "`decoder_use_batchnorm` is deprecated, use `decoder_use_norm`", DeprecationWarning, stacklevel=2
+            )
+            decoder_use_norm = kwargs.pop("decoder_use_batchnorm")
+        nd.check_spatial_dims(spatial_dims)
+        parse_norm(decoder_use_norm)
+        nd.interpolation_mode(decoder_interpolation, spatial_dims)
+        if not _is_positive_int(classes):
+            raise ValueError(f"`classes` must be a positive int, got {classes!r}")
+        if not _is_positive_int(decoder_pab_channels):
+            raise ValueError(f"`decoder_pab_channels` must be a positive int, got {decoder_pab_channels!r}")
+        if isinstance(decoder_channels, (str, bytes)) or not all(_is_positive_int(c) for c in decoder_channels):
+            raise ValueError(f"`decoder_channels` must be a sequence of positive ints, got {decoder_channels!r}")
+        if isinstance(encoder_depth, bool) or not isinstance(encoder_depth, int):
+            raise ValueError(f"`encoder_depth` must be an int, got {encoder_depth!r}")
+        if len(decoder_channels) != encoder_depth:
+            raise ValueError(
+                f"`decoder_channels` must have encoder_depth={encoder_depth} entries, got "
+                f"{len(decoder_channels)}: {tuple(decoder_channels)}"
+            )
+        self.set_input_padding(input_padding)
+        self.encoder = get_encoder(
+            encoder_name,
+            in_channels=in_channels,
+            depth=encoder_depth,
+            weights=encoder_weights,
+            spatial_dims=spatial_dims,
+            **kwargs,
+        )
+        self.decoder = MAnetDecoder(
+            encoder_channels=self.encoder.out_channels,
+            decoder_channels=decoder_channels,
+            n_blocks=encoder_depth,
+            use_norm=decoder_use_norm,
+            pab_channels=decoder_pab_channels,
+            interpolation_mode=decoder_interpolation,
+            spatial_dims=spatial_dims,
+        )
+        self.segmentation_head = SegmentationHead(
+            in_channels=decoder_channels[-1], out_channels=classes, activation=activation, spatial_dims=spatial_dims
+        )
+        self.classification_head = build_classification_head(
+            aux_params, self.encoder.out_channels[-1], spatial_dims=spatial_dims
+        )
+        self.name = f"manet-{encoder_name}"
+        self.initialize()
