@@ -23,8 +23,7 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-ARCHITECTURES = ["Unet", "UnetPlusPlus", "MAnet", "Linknet", "FPN", "PSPNet", "DeepLabV3", "DeepLabV3Plus", "PAN",
-                 "UPerNet", "Segformer"]
+ARCHITECTURES = ["Unet", "UnetPlusPlus", "MAnet", "Linknet", "FPN", "PSPNet", "DeepLabV3", "DeepLabV3Plus", "PAN"]
 
 
 def _status_kib(field: str) -> Optional[int]:
