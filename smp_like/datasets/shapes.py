@@ -35,7 +35,8 @@ def _require_albumentations() -> None:
         import albumentations  # noqa: F401
     except ImportError as err:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "ShapesDataset(transform=...) needs albumentations; install it with `pip install smp_like[train]`."
+            "ShapesDataset(transform=...) needs albumentations; "
+            "install it with `pip install smp_like[train]`."
         ) from err
 
 
@@ -190,7 +191,9 @@ class ShapesDataset(Dataset):
     def _random_colour(rng: np.random.Generator) -> np.ndarray:
         return rng.uniform(0.05, 0.95, size=3).astype(np.float32)
 
-    def _textured_fill(self, rng: np.random.Generator, colour: np.ndarray, amplitude: float = 0.2) -> np.ndarray:
+    def _textured_fill(
+        self, rng: np.random.Generator, colour: np.ndarray, amplitude: float = 0.2
+    ) -> np.ndarray:
         """An HxWx3 float image around ``colour``: a linear gradient, stripes, or smooth blotches."""
         height, width = self.image_size
         yy, xx = self._yy / height, self._xx / width
@@ -251,7 +254,8 @@ class ShapesDataset(Dataset):
             if image.ndim == 2:
                 image = image[..., None]
             if image.dtype == np.uint8:
-                image_t = self._normalise_chw(torch.from_numpy(image.transpose(2, 0, 1).astype(np.float32) / 255.0))
+                chw = image.transpose(2, 0, 1).astype(np.float32) / 255.0
+                image_t = self._normalise_chw(torch.from_numpy(chw))
             else:
                 image_t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
         mask_t = mask if isinstance(mask, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(mask))

@@ -75,8 +75,11 @@ def _augment(images: torch.Tensor, masks: torch.Tensor, generator: torch.Generat
 
 
 def _dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
-    """Soft multi-class Dice loss, ``1 - mean_c 2|P_c ∩ G_c| / (|P_c| + |G_c|)`` (Milletari et al. 2016, eq. 1
-    with squared terms replaced by plain sums), over the whole batch, averaged over classes."""
+    """Soft multi-class Dice loss, ``1 - mean_c 2|P_c ∩ G_c| / (|P_c| + |G_c|)``.
+
+    Milletari et al. 2016 (V-Net), eq. 1, with the squared terms replaced by plain sums; computed over the
+    whole batch and averaged over classes.
+    """
     probs = logits.softmax(dim=1)
     one_hot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).to(probs.dtype)
     dims = (0, 2, 3)
@@ -86,7 +89,9 @@ def _dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> 
 
 
 @torch.no_grad()
-def _predict(model: torch.nn.Module, images: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
+def _predict(
+    model: torch.nn.Module, images: torch.Tensor, batch_size: int, device: torch.device
+) -> torch.Tensor:
     model.eval()
     preds = [
         model(images[i : i + batch_size].to(device, memory_format=torch.channels_last)).argmax(dim=1).cpu()
@@ -122,10 +127,11 @@ def _plot_predictions(
         image = images[r].permute(1, 2, 0).numpy()
         cm = confusion_matrix(preds[r], masks[r], len(classes))
         row_iou = torch.nanmean(per_class_iou(cm)[1:]).item()
+        labels = dict(cmap=cmap, vmin=0, vmax=len(classes) - 1)
         panels = [
             (image, {}, "image"),
-            (masks[r].numpy(), dict(cmap=cmap, vmin=0, vmax=len(classes) - 1), "ground truth"),
-            (preds[r].numpy(), dict(cmap=cmap, vmin=0, vmax=len(classes) - 1), f"prediction (IoU {row_iou:.2f})"),
+            (masks[r].numpy(), labels, "ground truth"),
+            (preds[r].numpy(), labels, f"prediction (IoU {row_iou:.2f})"),
         ]
         for c, (data, kwargs, name) in enumerate(panels):
             ax = axes[r, c]
@@ -133,7 +139,9 @@ def _plot_predictions(
             ax.set_title(name, fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
-    handles = [Patch(facecolor=CLASS_COLOURS[i], edgecolor="black", label=name) for i, name in enumerate(classes)]
+    handles = [
+        Patch(facecolor=CLASS_COLOURS[i], edgecolor="black", label=name) for i, name in enumerate(classes)
+    ]
     fig.legend(handles=handles, loc="lower center", ncol=len(classes), frameon=False, fontsize=9)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.04, 1, 0.97))
@@ -160,8 +168,8 @@ def run_demo(
     """Trains a Unet on :class:`~smp_like.datasets.ShapesDataset` and evaluates it on held-out images.
 
     Training uses AdamW with a one-cycle learning-rate schedule, cross-entropy plus soft Dice loss, and random
-    flips/90-degree rotations. Evaluation is on the ``"val"`` split of the same seed, which shares no image with
-    training. ``metrics.json`` and ``predictions.png`` are written to ``output_dir``.
+    flips/90-degree rotations. Evaluation is on the ``"val"`` split of the same seed, which shares no image
+    with training. ``metrics.json`` and ``predictions.png`` are written to ``output_dir``.
 
     Args:
         output_dir: Folder for the outputs (created if missing).
@@ -169,7 +177,7 @@ def run_demo(
         train_size: Number of training images.
         val_size: Number of held-out evaluation images.
         image_size: Side of the square images; must be divisible by ``2 ** encoder_depth``.
-        batch_size: Training and evaluation batch size.
+        batch_size: Training batch size (evaluation uses at least 64).
         seed: Seed for data, weights and shuffling.
         encoder_name: Encoder of the Unet (trained from scratch).
         device: Torch device to train on (``"cpu"``, ``"cuda"``, ...).
@@ -301,10 +309,12 @@ def run_demo(
     n_plot = min(_NUM_PLOT_ROWS, val_size)
     png = out / "predictions.png"
     title = (
-        f"smp_like demo: Unet({encoder_name}, depth {encoder_depth}) on synthetic shapes, {epochs} epochs\n"
+        f"smp_like demo: Unet({encoder_name}, depth {encoder_depth}) on synthetic shapes, "
+        f"{epochs} epoch{'s' * (epochs != 1)}\n"
         f"held-out mean IoU (foreground) {mean_fg:.3f}, seed {seed}"
     )
-    _plot_predictions(png, val_set.denormalize(val_x[:n_plot]), val_y[:n_plot], preds[:n_plot], classes, title)
+    shown = val_set.denormalize(val_x[:n_plot])
+    _plot_predictions(png, shown, val_y[:n_plot], preds[:n_plot], classes, title)
 
     metrics["total_time_seconds"] = round(time.perf_counter() - t_start, 2)
     json_path = out / "metrics.json"
@@ -322,8 +332,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", default="./demo_output", help="folder for metrics.json and "
                         "predictions.png (default: %(default)s)")
     parser.add_argument("--epochs", type=int, default=None,
-                        help=f"training epochs (default: {DEFAULTS['epochs']}, or {QUICK['epochs']} with --quick)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for data, weights and shuffling (default: 0)")
+                        help=f"training epochs (default: {DEFAULTS['epochs']}, "
+                        f"or {QUICK['epochs']} with --quick)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed for data, weights and shuffling (default: 0)")
     parser.add_argument("--quick", action="store_true",
                         help="a few-second smoke run (tiny data, 1 epoch); the model will not be good")
     parser.add_argument("--train-size", type=int, default=None,
@@ -346,7 +358,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_from_args(args: argparse.Namespace) -> int:
     """Runs the demo from parsed ``demo`` arguments, prints a summary, and returns the exit status (0)."""
     base = dict(DEFAULTS, **QUICK) if args.quick else dict(DEFAULTS)
-    pick = lambda value, key: base[key] if value is None else value  # noqa: E731
+
+    def pick(value: Optional[int], key: str) -> int:
+        return base[key] if value is None else value
+
     metrics = run_demo(
         output_dir=args.output_dir,
         epochs=pick(args.epochs, "epochs"),

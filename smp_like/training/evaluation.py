@@ -27,7 +27,9 @@ def confusion_matrix(
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     if pred.shape != target.shape:
-        raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+        raise ValueError(
+            f"pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}"
+        )
     pred = pred.reshape(-1).long()
     target = target.reshape(-1).long().to(pred.device)
     if ignore_index is not None:
