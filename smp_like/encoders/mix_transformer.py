@@ -1,13 +1,13 @@
 """Mix Transformer (MiT) encoders ``mit_b0`` ... ``mit_b5`` (Xie et al. 2021, "SegFormer", sec. 3.1).
 
-A MiT stage is an overlapping patch embedding (a strided convolution, sec. 3.1 "Overlapped Patch Merging"), a
-stack of transformer blocks with *efficient self-attention* (keys and values come from a sequence shortened by
-a strided convolution of ratio R, eq. 2) and a *Mix-FFN* (a 3x3 depth-wise convolution between the two linear
-layers, eq. 3), and a final LayerNorm. Four stages give features at strides 4, 8, 16 and 32; the stride-2 level
-of the encoder contract is a 0-channel placeholder, as in SMP.
+A MiT stage is an overlapping patch embedding (a strided convolution, sec. 3.1 "Overlapped Patch Merging"),
+a stack of transformer blocks with *efficient self-attention* (keys and values come from a sequence shortened
+by a strided convolution of ratio R, eq. 2) and a *Mix-FFN* (a 3x3 depth-wise convolution between the two
+linear layers, eq. 3), and a final LayerNorm. Four stages give features at strides 4, 8, 16 and 32; the
+stride-2 level of the encoder contract is a 0-channel placeholder, as in SMP.
 
-Module names and parameter shapes are SMP 0.6's (``patch_embed1.proj``, ``block1.0.attn.kv``, ``norm1`` ...), so
-SMP checkpoints and the ``smp-hub/mit_b*.imagenet`` weights load without renaming. 2D only.
+Module names and parameter shapes are SMP 0.6's (``patch_embed1.proj``, ``block1.0.attn.kv``, ``norm1`` ...),
+so SMP checkpoints and the ``smp-hub/mit_b*.imagenet`` weights load without renaming. 2D only.
 """
 
 import math
@@ -190,17 +190,24 @@ class MixVisionTransformerEncoder(nn.Module, EncoderMixin):
         drop_rate: dropout after projections and in Mix-FFN.
         attn_drop_rate: dropout on the attention weights.
         drop_path_rate: stochastic-depth rate, increased linearly from 0 over all blocks.
-        layer_norm_eps: eps of the block and stage LayerNorms (the patch-embedding and reduction norms use 1e-5).
+        layer_norm_eps: eps of the block and stage LayerNorms (patch-embedding and reduction norms use 1e-5).
         depth: number of levels after the input, 1..5 (stage ``i`` runs only if ``depth >= i + 1``).
         spatial_dims: must be 2.
 
     Raises:
-        ValueError: for a depth outside 1..5, spatial_dims other than 2, or per-stage lists of the wrong length.
+        ValueError: for a depth outside 1..5, spatial_dims other than 2, or per-stage lists of wrong length.
     """
 
     _ignored_pretrained_prefixes = ("head.",)
     # TorchScript compiles properties unless told not to; the contract properties are Python-side metadata.
-    __jit_unused_properties__ = ["out_channels", "depth", "in_channels", "spatial_dims", "reductions", "output_stride"]
+    __jit_unused_properties__ = [
+        "out_channels",
+        "depth",
+        "in_channels",
+        "spatial_dims",
+        "reductions",
+        "output_stride",
+    ]
 
     def __init__(
         self,
@@ -220,14 +227,21 @@ class MixVisionTransformerEncoder(nn.Module, EncoderMixin):
     ):
         super().__init__()
         if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 5:
-            raise ValueError(f"`depth` (encoder_depth) of a Mix Transformer encoder must be an int in 1..5, got {depth!r}")
+            raise ValueError(
+                f"`depth` (encoder_depth) of a Mix Transformer encoder must be an int in 1..5, got {depth!r}"
+            )
         if isinstance(spatial_dims, bool) or spatial_dims != 2:
             raise ValueError(
-                f"Mix Transformer encoders (mit_b*) are 2D only: spatial_dims must be 2, got {spatial_dims!r}; "
-                "for volumes use an encoder that supports spatial_dims=3, e.g. 'resnet18'"
+                "Mix Transformer encoders (mit_b*) are 2D only: spatial_dims must be 2, got "
+                f"{spatial_dims!r}; for volumes use an encoder that supports spatial_dims=3, e.g. 'resnet18'"
             )
-        for name, values in (("embed_dims", embed_dims), ("num_heads", num_heads), ("mlp_ratios", mlp_ratios),
-                             ("depths", depths), ("sr_ratios", sr_ratios)):
+        for name, values in (
+            ("embed_dims", embed_dims),
+            ("num_heads", num_heads),
+            ("mlp_ratios", mlp_ratios),
+            ("depths", depths),
+            ("sr_ratios", sr_ratios),
+        ):
             if len(values) != 4:
                 raise ValueError(f"`{name}` must have one entry per stage (4), got {tuple(values)!r}")
         self._spatial_dims = nd.check_spatial_dims(spatial_dims, (2,))
@@ -242,8 +256,8 @@ class MixVisionTransformerEncoder(nn.Module, EncoderMixin):
         self.patch_embed3 = OverlapPatchEmbed(in_dims[2], embed_dims[2], patch_size=3, stride=2)
         self.patch_embed4 = OverlapPatchEmbed(in_dims[3], embed_dims[3], patch_size=3, stride=2)
 
-        # Stochastic-depth rates rise linearly from 0 to drop_path_rate over all blocks (plain Python: no tensor is
-        # made, so the encoder also builds on the meta device).
+        # Stochastic-depth rates rise linearly from 0 to drop_path_rate over all blocks (plain Python: no
+        # tensor is made, so the encoder also builds on the meta device).
         total = sum(depths)
         rates = [drop_path_rate * i / (total - 1) if total > 1 else 0.0 for i in range(total)]
         start = 0
@@ -265,8 +279,9 @@ class MixVisionTransformerEncoder(nn.Module, EncoderMixin):
                 )
             )
             start += depths[stage]
-            # Registered as block1, norm1, block2, norm2, ... (SMP's order of modules and state-dict keys). A
-            # ModuleList (SMP has a Sequential, same keys): blocks take the map size too, so nothing chains them.
+            # Registered as block1, norm1, block2, norm2, ... (SMP's order of modules and state-dict keys).
+            # A ModuleList (SMP has a Sequential, same keys): blocks also take the map size, so nothing chains
+            # them.
             self.add_module(f"block{stage + 1}", blocks)
             self.add_module(f"norm{stage + 1}", nn.LayerNorm(embed_dims[stage], eps=layer_norm_eps))
         self._init_weights()
@@ -330,7 +345,12 @@ class MixVisionTransformerEncoder(nn.Module, EncoderMixin):
         return features
 
 
-_IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "input_space": "RGB", "input_range": [0, 1]}
+_IMAGENET = {
+    "mean": [0.485, 0.456, 0.406],
+    "std": [0.229, 0.224, 0.225],
+    "input_space": "RGB",
+    "input_range": [0, 1],
+}
 
 # Pinned revisions of the weights SMP publishes as smp-hub/<name>.imagenet (ImageNet-1k classification).
 _REVISIONS = {
@@ -369,7 +389,9 @@ mix_transformer_encoders = {
             "drop_path_rate": 0.1,
             "layer_norm_eps": 1e-6,
         },
-        "pretrained_settings": {"imagenet": {"repo_id": f"smp-hub/{name}.imagenet", "revision": _REVISIONS[name], **_IMAGENET}},
+        "pretrained_settings": {
+            "imagenet": {"repo_id": f"smp-hub/{name}.imagenet", "revision": _REVISIONS[name], **_IMAGENET}
+        },
         "spatial_dims": (2,),
     }
     for name, (dims, depths) in _DEPTHS.items()

@@ -5,12 +5,10 @@ batch/height/width) run with onnxruntime for all; torch.jit.script where the arc
 docs/models.md for the table, which these tests keep honest).
 """
 
+import onnxruntime
 import pytest
 import torch
-
 from test_architectures_common import ALL_ARCHS, build
-
-onnxruntime = pytest.importorskip("onnxruntime")  # a test dependency (extra "test"); always installed in CI
 
 
 def _eager(model, x):

@@ -1,4 +1,4 @@
-"""Mix Transformer (mit_b0..b5): SMP parity of keys and features, depths, in_channels, dilation, Hub weights, errors."""
+"""Mix Transformer (mit_b0..b5): SMP parity of keys and features, in_channels, dilation, Hub, errors."""
 
 from contextlib import contextmanager
 from unittest import mock
@@ -40,8 +40,8 @@ def oracle_and_ours(name, **kwargs):
 
 @contextmanager
 def oracle_on_meta():
-    """Build SMP encoders on the meta device: its drop-path schedule reads numbers out of a tensor, so that one
-    tensor is made on the CPU."""
+    """Build SMP encoders on the meta device: its drop-path schedule reads numbers out of a tensor, so that
+    one tensor is made on the CPU."""
     real_linspace = torch.linspace
 
     def cpu_linspace(*args, **kwargs):
@@ -149,7 +149,9 @@ def test_registry_entries():
         assert entry is mix_transformer_encoders[name]
         assert entry["encoder"] is MixVisionTransformerEncoder
         assert entry["spatial_dims"] == (2,)
-        assert list(entry["params"]["out_channels"]) == list(smp_oracle.encoders.encoders[name]["params"]["out_channels"])
+        assert list(entry["params"]["out_channels"]) == list(
+            smp_oracle.encoders.encoders[name]["params"]["out_channels"]
+        )
         params = smp.encoders.get_preprocessing_params(name, "imagenet")
         assert params["mean"] == [0.485, 0.456, 0.406] and params["std"] == [0.229, 0.224, 0.225]
 
@@ -164,7 +166,9 @@ def test_every_tag_resolves_to_smp_repo_and_pinned_revision(name, hub_env):
         assert ours_settings[tag]["repo_id"] == oracle["repo_id"]
         assert ours_settings[tag]["revision"] == oracle["revision"]
         # The download asks the Hub for exactly that repository at exactly that revision.
-        hub_env.add_file(oracle["repo_id"], "model.safetensors", b"not read here", commit_sha=oracle["revision"])
+        hub_env.add_file(
+            oracle["repo_id"], "model.safetensors", b"not read here", commit_sha=oracle["revision"]
+        )
         hub_env.clear_requests()
         smp.encoders.download_weights(name, tag)
         paths = {r.path for r in hub_env.requests if "/resolve/" in r.path}
@@ -179,7 +183,9 @@ def test_pretrained_weights_load_through_the_hub(hub_env):
     settings = encoders["mit_b0"]["pretrained_settings"]["imagenet"]
     hub_env.add_file(settings["repo_id"], "model.safetensors", save(served), commit_sha=settings["revision"])
     encoder = get_encoder("mit_b0", weights="imagenet", in_channels=1)
-    torch.testing.assert_close(encoder.patch_embed1.proj.weight, state["patch_embed1.proj.weight"].sum(1, keepdim=True))
+    torch.testing.assert_close(
+        encoder.patch_embed1.proj.weight, state["patch_embed1.proj.weight"].sum(1, keepdim=True)
+    )
     torch.testing.assert_close(encoder.block4[1].mlp.fc2.weight, state["block4.1.mlp.fc2.weight"])
 
 
@@ -232,7 +238,7 @@ def test_3d_is_refused_clearly():
     with pytest.raises(ValueError, match=r"2D only.*spatial_dims must be 2, got 3"):
         MixVisionTransformerEncoder(**encoders["mit_b0"]["params"], spatial_dims=3)
     with pytest.raises(ValueError, match="spatial_dims"):
-        smp.Segformer("mit_b0", encoder_weights=None, spatial_dims=3)
+        smp.Unet("mit_b0", encoder_weights=None, spatial_dims=3)
 
 
 def test_time_embedding_refused():
