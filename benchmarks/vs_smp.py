@@ -23,7 +23,8 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
-ARCHITECTURES = ["Unet", "UnetPlusPlus", "MAnet", "Linknet", "FPN", "PSPNet", "DeepLabV3", "DeepLabV3Plus", "PAN"]
+ARCHITECTURES = ["Unet", "UnetPlusPlus", "MAnet", "Linknet", "FPN", "PSPNet", "DeepLabV3", "DeepLabV3Plus", "PAN",
+                 "UPerNet", "Segformer"]
 
 
 def _status_kib(field: str) -> Optional[int]:

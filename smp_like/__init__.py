@@ -21,6 +21,8 @@ _LAZY_ATTRS = {
     "DeepLabV3": ("smp_like.decoders.deeplabv3.model", "DeepLabV3"),
     "DeepLabV3Plus": ("smp_like.decoders.deeplabv3.model", "DeepLabV3Plus"),
     "PAN": ("smp_like.decoders.pan.model", "PAN"),
+    "UPerNet": ("smp_like.decoders.upernet.model", "UPerNet"),
+    "Segformer": ("smp_like.decoders.segformer.model", "Segformer"),
     "DPT": ("smp_like.decoders.dpt.model", "DPT"),
     "SegmentationModel": ("smp_like.base.model", "SegmentationModel"),
     "SegmentationHead": ("smp_like.base.heads", "SegmentationHead"),

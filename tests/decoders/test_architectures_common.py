@@ -20,6 +20,8 @@ SMALL = {
     "DeepLabV3": dict(decoder_channels=32),
     "DeepLabV3Plus": dict(decoder_channels=32),
     "PAN": dict(decoder_channels=16),
+    "UPerNet": dict(decoder_channels=32),
+    "Segformer": dict(decoder_segmentation_channels=32),
 }
 CONV_ARCHS = list(SMALL)
 DPT_KWARGS = dict(encoder_name="tu-test_vit", decoder_intermediate_channels=(16, 32, 64, 64), decoder_fusion_channels=16)

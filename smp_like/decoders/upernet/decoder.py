@@ -1,0 +1,249 @@
+"""UPerNet decoder (Xiao et al. 2018, "Unified Perceptual Parsing for Scene Understanding"), n-d.
+
+A pyramid pooling module (Zhao et al. 2017) on the deepest feature starts an FPN (Lin et al. 2017) top-down
+pathway through the finer levels down to stride 4; every pyramid level is resized to stride 4, concatenated
+and fused by a 3x3 conv. As in SMP, each encoder level of stride >= 4 is first normalised by a channel
+LayerNorm (SMP's addition for transformer encoders; it applies to every encoder).
+"""
+
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from smp_like.base import nd
+from smp_like.base.modules import ChannelLayerNorm, ConvNormReLU, parse_norm
+from smp_like.decoders.pspnet.decoder import adaptive_pool_matrix
+
+MIN_ENCODER_DEPTH = 3
+PSP_POOL_SIZES = (1, 2, 3, 6)
+
+NormSpec = Union[bool, str, Dict[str, Any]]
+
+
+def _exporting() -> bool:
+    if torch.jit.is_scripting():
+        return False
+    return torch.compiler.is_exporting() or torch.jit.is_tracing()
+
+
+def _dense_when_exporting(x: torch.Tensor) -> torch.Tensor:
+    # torch.export cannot prove the layout guards that batch norm adds for channels-last maps of dynamic size,
+    # so the exported graph works on contiguous copies; eager mode keeps SMP's layouts (and exact rounding).
+    return x.contiguous() if _exporting() else x
+
+
+class PoolToBins(nn.Module):
+    """Adaptive average pooling to ``bins`` per spatial axis, exportable with dynamic sizes.
+
+    PyTorch's kernel in eager mode and under ``torch.compile`` (SMP's exact values); while exporting
+    (``torch.export``, ONNX), products with bin-averaging matrices, last axis first, on contiguous maps, so no
+    reshape of a strided view asks torch.export to prove anything about the sizes. No parameters.
+    """
+
+    def __init__(self, bins: int, spatial_dims: int = 2):
+        super().__init__()
+        self.bins = bins
+        self.spatial_dims = nd.check_spatial_dims(spatial_dims)
+
+    def extra_repr(self) -> str:
+        return f"bins={self.bins}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not _exporting():
+            if self.spatial_dims == 2:
+                return F.adaptive_avg_pool2d(x, self.bins)
+            return F.adaptive_avg_pool3d(x, self.bins)
+        sizes = x.shape[2:]
+        rest: List[int] = []
+        for axis in range(len(sizes) - 1, -1, -1):
+            # (N, C, *leading, size, *pooled) viewed as (..., size, prod(pooled)); (bins x size) @ that.
+            pool = adaptive_pool_matrix(sizes[axis], self.bins, x.device, x.dtype)
+            leading = list(x.shape[: 2 + axis])
+            flat = x.reshape(leading + [sizes[axis], -1])  # contiguous: a plain view
+            x = torch.matmul(pool, flat).reshape(leading + [self.bins] + rest)
+            rest = [self.bins] + rest
+        return x
+
+
+class PSPModule(nn.Module):
+    """Pyramid pooling (Zhao et al. 2017, sec. 3.2): pool to 1, 2, 3, 6 bins, 1x1 conv-norm-ReLU each,
+    upsample, concat after the input, 3x3 conv-BN-ReLU."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        pool_sizes: Sequence[int] = PSP_POOL_SIZES,
+        use_norm: NormSpec = "batchnorm",
+        spatial_dims: int = 2,
+    ):
+        super().__init__()
+        self.interpolation_mode = nd.interpolation_mode("bilinear", spatial_dims)
+        # PyTorch's adaptive pooling in eager mode; an exportable equivalent under torch.export / ONNX.
+        self.blocks = nn.ModuleList(
+            nn.Sequential(
+                PoolToBins(size, spatial_dims=spatial_dims),
+                ConvNormReLU(
+                    in_channels, out_channels, kernel_size=1, use_norm=use_norm, spatial_dims=spatial_dims
+                ),
+            )
+            for size in pool_sizes
+        )
+        # The fusing conv keeps batchnorm whatever ``use_norm`` says, as in SMP (state-dict keys depend on
+        # it).
+        self.out_conv = ConvNormReLU(
+            in_channels + len(pool_sizes) * out_channels,
+            out_channels,
+            kernel_size=3,
+            padding=1,
+            use_norm="batchnorm",
+            spatial_dims=spatial_dims,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[2:]
+        pooled = [
+            F.interpolate(block(x), size=size, mode=self.interpolation_mode, align_corners=False)
+            for block in self.blocks
+        ]
+        return self.out_conv(torch.cat([x] + pooled, dim=1))
+
+
+class FPNLateralBlock(nn.Module):
+    """FPN top-down step: 1x1 conv-norm-ReLU on the skip plus the coarser level resized to the skip's size."""
+
+    def __init__(
+        self, skip_channels: int, out_channels: int, use_norm: NormSpec = "batchnorm", spatial_dims: int = 2
+    ):
+        super().__init__()
+        self.interpolation_mode = nd.interpolation_mode("bilinear", spatial_dims)
+        self.conv_norm_relu = ConvNormReLU(
+            skip_channels, out_channels, kernel_size=1, use_norm=use_norm, spatial_dims=spatial_dims
+        )
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        skip = self.conv_norm_relu(skip)
+        # Upsampled term first: the sum then takes its (contiguous) memory layout, as SMP's does.
+        return F.interpolate(x, size=skip.shape[2:], mode=self.interpolation_mode, align_corners=False) + skip
+
+
+def check_decoder_args(encoder_depth: Any, decoder_channels: Any, use_norm: NormSpec) -> None:
+    """Validate UPerNet's decoder arguments (called before the encoder is built, so nothing is downloaded).
+
+    Raises:
+        ValueError: for an encoder depth outside 3..5, ``decoder_channels`` that is not a positive int, an
+            unknown norm, or instance norm (it cannot normalise the 1x1 pyramid-pooling branch: one spatial
+            element).
+    """
+    if isinstance(encoder_depth, bool) or not isinstance(encoder_depth, int) or not 3 <= encoder_depth <= 5:
+        raise ValueError(
+            f"Encoder depth for UPerNet decoder cannot be less than {MIN_ENCODER_DEPTH}: "
+            f"`encoder_depth` must be 3, 4 or 5, got {encoder_depth!r}"
+        )
+    if isinstance(decoder_channels, bool) or not isinstance(decoder_channels, int) or decoder_channels < 1:
+        raise ValueError(f"`decoder_channels` of UPerNet must be a positive int, got {decoder_channels!r}")
+    if parse_norm(use_norm)["type"] == "instancenorm":
+        raise ValueError(
+            f"`decoder_use_norm`={use_norm!r} is not possible for UPerNet: its pyramid pooling has a 1x1 "
+            "branch, which instance norm cannot normalise (one spatial element); use 'batchnorm', "
+            "'layernorm' or 'identity'"
+        )
+
+
+class UPerNetDecoder(nn.Module):
+    """PPM on the deepest level -> FPN top-down over the others -> resize all to stride 4 -> concat -> fuse.
+
+    Args:
+        encoder_channels: the encoder's ``out_channels`` (input first); levels from index 2 (stride 4) on
+            are used.
+        encoder_depth: number of encoder stages, 3..5.
+        decoder_channels: width of the pyramid and of the output.
+        use_norm: norm of the conv blocks: ``True``/``False``, ``"batchnorm"``, ``"identity"``,
+            ``"layernorm"``, ``"inplace"``, or ``{"type": ..., **kwargs}`` (the PPM's fusing conv always uses
+            batchnorm, as in SMP).
+        spatial_dims: 2 or 3.
+
+    Raises:
+        ValueError: see :func:`check_decoder_args`; at forward, a batch of one in training mode where a batch
+            norm would see a single value per channel.
+    """
+
+    def __init__(
+        self,
+        encoder_channels: Sequence[int],
+        encoder_depth: int = 5,
+        decoder_channels: int = 256,
+        use_norm: NormSpec = "batchnorm",
+        spatial_dims: int = 2,
+    ):
+        super().__init__()
+        check_decoder_args(encoder_depth, decoder_channels, use_norm)
+        self.interpolation_mode = nd.interpolation_mode("bilinear", spatial_dims)
+        # The 1x1 pooled branch of the PPM has one value per channel and sample.
+        self._branch_batchnorm = parse_norm(use_norm)["type"] == "batchnorm"
+        levels = list(encoder_channels[2:])  # strides 4, 8, ...; shallow first
+        self.feature_norms = nn.ModuleList(ChannelLayerNorm(c, eps=1e-6) for c in levels)
+        self.psp = PSPModule(levels[-1], decoder_channels, use_norm=use_norm, spatial_dims=spatial_dims)
+        self.fpn_lateral_blocks = nn.ModuleList(
+            FPNLateralBlock(c, decoder_channels, use_norm=use_norm, spatial_dims=spatial_dims)
+            for c in levels[-2::-1]
+        )
+        self.fpn_conv_blocks = nn.ModuleList(
+            ConvNormReLU(
+                decoder_channels,
+                decoder_channels,
+                kernel_size=3,
+                padding=1,
+                use_norm=use_norm,
+                spatial_dims=spatial_dims,
+            )
+            for _ in levels[:-1]
+        )
+        self.fusion_block = ConvNormReLU(
+            len(levels) * decoder_channels,
+            decoder_channels,
+            kernel_size=3,
+            padding=1,
+            use_norm=use_norm,
+            spatial_dims=spatial_dims,
+        )
+
+    def _check_batch_statistics(self, deepest: torch.Tensor) -> None:
+        # Batch norm in training mode needs more than one value per channel: say so here, not deep inside.
+        if not self.training or deepest.shape[0] > 1:
+            return
+        pixels = 1
+        for size in deepest.shape[2:]:
+            pixels *= size
+        if self._branch_batchnorm or pixels == 1:
+            raise ValueError(
+                f"UPerNet in training mode needs a batch of at least 2 (got a deepest feature of shape "
+                f"{deepest.shape}): its pyramid pooling applies batch norm to a 1x1 map. Use a larger batch, "
+                "call model.eval(), or decoder_use_norm='layernorm' / 'identity' (with inputs of at least "
+                "twice the output stride)"
+            )
+
+    def forward(self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if time_emb is not None:
+            raise ValueError("UPerNetDecoder does not take a time embedding")
+        levels: List[torch.Tensor] = []  # strides 4, 8, ..., channel-normalised
+        for i, norm in enumerate(self.feature_norms):
+            levels.append(_dense_when_exporting(norm(features[i + 2])))
+        self._check_batch_statistics(levels[-1])
+        deep_to_shallow = levels[::-1]
+        # Top-down pathway (FPN): the running sum, not its smoothed copy, feeds the next finer level.
+        x = self.psp(deep_to_shallow[0])
+        pyramid = [x]
+        i = 1
+        for lateral, fpn_conv in zip(self.fpn_lateral_blocks, self.fpn_conv_blocks):
+            x = lateral(x, deep_to_shallow[i])
+            pyramid.append(fpn_conv(x))
+            i += 1
+        # Fuse at the finest (stride-4) level, finest first in the concatenation.
+        size = pyramid[-1].shape[2:]
+        resized = [pyramid[-1]]
+        for level in pyramid[-2::-1]:
+            resized.append(F.interpolate(level, size=size, mode=self.interpolation_mode, align_corners=False))
+        return self.fusion_block(_dense_when_exporting(torch.cat(resized, dim=1)))

@@ -1,0 +1,109 @@
+"""UPerNet: SMP's arguments, state-dict keys and outputs; 2D and 3D; any input size."""
+
+from fractions import Fraction
+from typing import Any, Callable, Dict, Optional, Tuple, Union
+
+import torch
+
+from smp_like.base import nd
+from smp_like.base.heads import SegmentationHead, build_classification_head
+from smp_like.base.model import SegmentationModel
+from smp_like.decoders.fpn.model import check_upsampling, forward_any_scale
+from smp_like.decoders.upernet.decoder import UPerNetDecoder, check_decoder_args
+from smp_like.encoders import get_encoder
+
+DECODER_STRIDE = 4
+
+
+class UPerNet(SegmentationModel):
+    """UPerNet (Xiao et al. 2018): pyramid pooling + FPN over the encoder levels, fused at stride 4.
+
+    The head up-samples the stride-4 fusion by ``upsampling`` (4 gives the input's size). Inputs of any size
+    are padded at their end to a multiple of the output stride and the mask is cropped back (to
+    ``ceil(size * upsampling / 4)`` per axis).
+
+    Args:
+        encoder_name: registered encoder or ``tu-<timm model>``.
+        encoder_depth: number of encoder stages, 3..5.
+        encoder_weights: pretrained tag (``"imagenet"``, ...) or None for random weights.
+        decoder_channels: width of the pyramid (one int).
+        decoder_use_norm: ``True``/``False``, ``"batchnorm"``, ``"identity"``, ``"layernorm"``,
+            ``"inplace"``, or ``{"type": ..., **kwargs}``. Instance norm is refused: the 1x1 pyramid-pooling
+            branch has a single value per channel (SMP fails inside the network).
+        in_channels: input channels.
+        classes: output mask channels.
+        activation: activation after the head (``"sigmoid"``, ``"softmax"``, ... or None).
+        upsampling: bilinear up-sampling factor of the head (>= 1; 4 gives the input's size).
+        aux_params: dict for the classification head (``classes``, ``pooling``, ``dropout``, ``activation``).
+        spatial_dims: 2 for images, 3 for volumes.
+        input_padding: ``F.pad`` mode used to pad inputs to a multiple of the output stride, or None to
+            require divisible sizes (SMP's behaviour).
+        **kwargs: passed to the encoder (e.g. ``output_stride``).
+
+    Returns (forward):
+        ``mask`` (N, classes, *spatial), or ``(mask, label)`` with ``aux_params``.
+
+    Raises:
+        ValueError: for bad arguments (named in the message).
+    """
+
+    requires_divisible_input_shape = True
+    _extension_defaults = {**SegmentationModel._extension_defaults, "input_padding": "constant"}
+
+    def __init__(
+        self,
+        encoder_name: str = "resnet34",
+        encoder_depth: int = 5,
+        encoder_weights: Optional[str] = "imagenet",
+        decoder_channels: int = 256,
+        decoder_use_norm: Union[bool, str, Dict[str, Any]] = "batchnorm",
+        in_channels: int = 3,
+        classes: int = 1,
+        activation: Union[str, Callable, None] = None,
+        upsampling: int = 4,
+        aux_params: Optional[dict] = None,
+        spatial_dims: int = 2,
+        input_padding: Optional[str] = "constant",
+        **kwargs: Any,
+    ):
+        super().__init__()
+        nd.check_spatial_dims(spatial_dims)
+        if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
+            raise ValueError(f"`classes` must be a positive int, got {classes!r}")
+        check_decoder_args(encoder_depth, decoder_channels, decoder_use_norm)
+        check_upsampling(upsampling)
+        # The decoder works at stride 4, so the mask is upsampling / 4 times the (padded) input's size.
+        self._mask_scale = Fraction(str(upsampling)) / DECODER_STRIDE
+        self.set_input_padding(input_padding)
+        self.encoder = get_encoder(
+            encoder_name,
+            in_channels=in_channels,
+            depth=encoder_depth,
+            weights=encoder_weights,
+            spatial_dims=spatial_dims,
+            **kwargs,
+        )
+        self.decoder = UPerNetDecoder(
+            encoder_channels=self.encoder.out_channels,
+            encoder_depth=encoder_depth,
+            decoder_channels=decoder_channels,
+            use_norm=decoder_use_norm,
+            spatial_dims=spatial_dims,
+        )
+        self.segmentation_head = SegmentationHead(
+            in_channels=decoder_channels,
+            out_channels=classes,
+            kernel_size=1,
+            activation=activation,
+            upsampling=upsampling,
+            spatial_dims=spatial_dims,
+        )
+        self.classification_head = build_classification_head(
+            aux_params, self.encoder.out_channels[-1], spatial_dims=spatial_dims
+        )
+        self.name = f"upernet-{encoder_name}"
+        self.initialize()
+
+    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        """Return ``mask`` (N, classes, *spatial), or ``(mask, label)`` with ``aux_params``."""
+        return forward_any_scale(self, x, scale=self._mask_scale)
