@@ -143,7 +143,7 @@ class HubMixin:
 
     _model_config: Dict[str, Any]
     # smp_like-only arguments left out of config.json while at their default, so SMP can load the folder too.
-    _extension_defaults: Dict[str, Any] = {"spatial_dims": 2}
+    _extension_defaults: Dict[str, Any] = {"spatial_dims": 2, "input_padding": "constant"}
 
     def get_config(self) -> Dict[str, Any]:
         """Constructor arguments plus ``_model_class``, as written to ``config.json``."""

@@ -78,7 +78,6 @@ class _DeepLabModel(SegmentationModel):
     """
 
     requires_divisible_input_shape = True
-    _extension_defaults = {**SegmentationModel._extension_defaults, "input_padding": "constant"}
     # The mask is (upsampling / _decoder_stride) times the input size; set in the subclasses' __init__.
     _upsampling: int = 1
     _decoder_stride: int = 1

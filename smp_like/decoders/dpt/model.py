@@ -60,7 +60,6 @@ class DPT(SegmentationModel):
     """
 
     requires_divisible_input_shape = True
-    _extension_defaults = {**SegmentationModel._extension_defaults, "input_padding": "constant"}
 
     def __init__(
         self,

@@ -150,7 +150,6 @@ class FPN(SegmentationModel):
     """
 
     requires_divisible_input_shape = True
-    _extension_defaults = {**SegmentationModel._extension_defaults, "input_padding": "constant"}
 
     def __init__(
         self,

@@ -50,7 +50,6 @@ class UnetPlusPlus(SegmentationModel):
     """
 
     requires_divisible_input_shape = True
-    _extension_defaults = {**SegmentationModel._extension_defaults, "input_padding": "constant"}
 
     def __init__(
         self,

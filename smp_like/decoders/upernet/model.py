@@ -48,7 +48,6 @@ class UPerNet(SegmentationModel):
     """
 
     requires_divisible_input_shape = True
-    _extension_defaults = {**SegmentationModel._extension_defaults, "input_padding": "constant"}
 
     def __init__(
         self,
