@@ -29,6 +29,8 @@ class SegmentationModel(nn.Module, HubMixin):
     """
 
     requires_divisible_input_shape: bool = True
+    # Decoders that resize every feature to its skip's size work with per-axis encoder strides (e.g. (1, 2, 2)).
+    supports_anisotropic_strides: bool = False
     input_padding: Optional[str] = "constant"
     _model_config: Dict[str, Any]
 
@@ -44,6 +46,7 @@ class SegmentationModel(nn.Module, HubMixin):
         def init_and_record(self: "SegmentationModel", *args: Any, **kw: Any) -> None:
             original_init(self, *args, **kw)
             if type(self) is cls:  # only the most derived class records its arguments
+                self._check_anisotropic_strides()
                 bound = signature.bind(self, *args, **kw)
                 bound.apply_defaults()
                 config = {}
@@ -55,6 +58,16 @@ class SegmentationModel(nn.Module, HubMixin):
                 self._model_config = config
 
         cls.__init__ = init_and_record  # type: ignore[method-assign]
+
+    def _check_anisotropic_strides(self) -> None:
+        encoder = getattr(self, "encoder", None)
+        reductions = getattr(encoder, "reductions", ())
+        if not self.supports_anisotropic_strides and any(isinstance(r, tuple) for r in reductions):
+            capable = sorted(c.__name__ for c in MODEL_REGISTRY.values() if c.supports_anisotropic_strides)
+            raise ValueError(
+                f"{type(self).__name__} needs the same encoder stride on every axis, but the encoder was built with "
+                f"anisotropic `strides` (reductions {reductions}); architectures that accept them: {capable}"
+            )
 
     def initialize(self) -> None:
         initialize_decoder(self.decoder)
@@ -73,7 +86,7 @@ class SegmentationModel(nn.Module, HubMixin):
         self.input_padding = input_padding
 
     @property
-    def input_stride(self) -> int:
+    def input_stride(self) -> Union[int, Tuple[int, ...]]:
         """Spatial sizes must be multiples of this for the decoder; padding targets it."""
         return self.output_stride
 
@@ -82,8 +95,9 @@ class SegmentationModel(nn.Module, HubMixin):
         return self.requires_divisible_input_shape and self.input_padding is not None
 
     @property
-    def output_stride(self) -> int:
-        """Stride of the deepest encoder feature: input sizes divisible by it need no padding."""
+    def output_stride(self) -> Union[int, Tuple[int, ...]]:
+        """Stride of the deepest encoder feature (per axis for anisotropic encoders): sizes divisible by it need
+        no padding."""
         return self.encoder.output_stride
 
     @property
@@ -112,8 +126,9 @@ class SegmentationModel(nn.Module, HubMixin):
         if self.requires_divisible_input_shape and self.input_padding is None:
             stride = self.input_stride
             sizes = tuple(x.shape[2:])
-            if any(s % stride for s in sizes):
-                padded = tuple(-(-s // stride) * stride for s in sizes)
+            per_axis = (stride,) * len(sizes) if isinstance(stride, int) else tuple(stride)
+            if any(s % a for s, a in zip(sizes, per_axis)):
+                padded = tuple(-(-s // a) * a for s, a in zip(sizes, per_axis))
                 raise ValueError(
                     f"Wrong input shape {sizes}: spatial sizes must be divisible by the output stride {stride}. "
                     f"Pad the input to {padded} (smp_like.pad_to_stride(x, {stride}) does it)."

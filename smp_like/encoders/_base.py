@@ -6,11 +6,11 @@ encoder, so SMP-style encoders work unchanged; the mixin derives the rest (reduc
 input-channel adaptation).
 """
 
-from typing import Dict, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch.nn as nn
 
-from smp_like.encoders._utils import patch_first_conv, replace_strides_with_dilation
+from smp_like.encoders._utils import StageStrides, patch_first_conv, replace_strides_with_dilation
 
 # Stages dilated (and their rates) to reach an output stride, as in DeepLab: keep stride 2 in earlier stages,
 # replace it by dilation in the last one (16) or two (8).
@@ -25,6 +25,10 @@ class EncoderMixin:
     # Key prefixes of classification checkpoints that the encoder deliberately does not have (e.g. the fc layer).
     _ignored_pretrained_prefixes: Tuple[str, ...] = ()
     supports_time_embedding: bool = False
+    # Per-stage, per-axis down-sampling factors when an encoder was built with anisotropic ``strides``
+    # (see ``normalize_stage_strides``); None means factor 2 on every axis of every stage.
+    _stage_strides: Optional[StageStrides] = None
+    _dilated_stages: Tuple[int, ...] = ()
 
     @property
     def out_channels(self) -> Tuple[int, ...]:
@@ -44,16 +48,30 @@ class EncoderMixin:
         return getattr(self, "_spatial_dims", 2)
 
     @property
-    def reductions(self) -> Tuple[int, ...]:
-        """Stride of each returned feature relative to the input (1, 2, 4, ... capped by dilation)."""
+    def reductions(self) -> Tuple[Union[int, Tuple[int, ...]], ...]:
+        """Stride of each returned feature relative to the input (1, 2, 4, ... capped by dilation).
+
+        Encoders built with anisotropic ``strides`` give one tuple per feature (one stride per spatial axis).
+        """
         custom = getattr(self, "_reductions", None)
         if custom is not None:
             return tuple(custom[: self._depth + 1])
-        return tuple(min(2**i, self._output_stride) for i in range(self._depth + 1))
+        stage_strides = self._stage_strides
+        if stage_strides is None or all(set(s) == {2} for s in stage_strides):
+            return tuple(min(2**i, self._output_stride) for i in range(self._depth + 1))
+        current = (1,) * len(stage_strides[0])
+        per_axis = [current]
+        for stage in range(1, self._depth + 1):
+            if stage not in self._dilated_stages:
+                current = tuple(c * s for c, s in zip(current, stage_strides[stage - 1]))
+            per_axis.append(current)
+        if all(len(set(r)) == 1 for r in per_axis):
+            return tuple(r[0] for r in per_axis)
+        return tuple(per_axis)
 
     @property
-    def output_stride(self) -> int:
-        """Stride of the deepest returned feature."""
+    def output_stride(self) -> Union[int, Tuple[int, ...]]:
+        """Stride of the deepest returned feature (a per-axis tuple for anisotropic ``strides``)."""
         return self.reductions[-1]
 
     def set_in_channels(self, in_channels: int, pretrained: bool = True) -> None:
@@ -86,6 +104,7 @@ class EncoderMixin:
             if stage_index in stages:
                 replace_strides_with_dilation(stages[stage_index], rate)
         self._output_stride = output_stride
+        self._dilated_stages = tuple(_DILATION_PLAN[output_stride])
 
     def _check_time_embedding(self, time_emb: object) -> None:
         if time_emb is not None and not self.supports_time_embedding:

@@ -1,6 +1,6 @@
 """Weight surgery shared by encoders: first-conv adaptation, dilation, 2D -> 3D kernel inflation."""
 
-from typing import Dict, Iterable, Sequence, Union
+from typing import Dict, Iterable, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -60,3 +60,42 @@ def inflate_state_dict(state_dict: Dict[str, torch.Tensor], target: nn.Module) -
             value = value.unsqueeze(2).repeat_interleave(depth, dim=2) / depth
         inflated[key] = value
     return inflated
+
+
+StageStrides = Tuple[Tuple[int, ...], ...]
+
+
+def normalize_stage_strides(
+    strides: Optional[Sequence[Union[int, Sequence[int]]]], spatial_dims: int, num_stages: int = 5
+) -> StageStrides:
+    """Per-stage, per-axis down-sampling factors of an encoder, validated.
+
+    ``None`` means the usual factor 2 on every axis of every stage. Otherwise one entry per stage, each an int
+    (same on all axes) or one int per spatial axis, e.g. ``[(1, 2, 2), (1, 2, 2), 2, 2, 2]`` for thick-slice
+    volumes whose depth axis should be down-sampled only three times.
+
+    Raises:
+        ValueError: for a wrong number of stages, a wrong number of axes or a factor other than 1 or 2.
+    """
+    if strides is None:
+        return ((2,) * spatial_dims,) * num_stages
+    if isinstance(strides, (str, bytes)) or not isinstance(strides, Sequence) or len(strides) != num_stages:
+        raise ValueError(
+            f"`strides` must be a sequence of {num_stages} per-stage strides (each an int or one int per spatial "
+            f"axis), got {strides!r}"
+        )
+    result = []
+    for stage, stride in enumerate(strides, start=1):
+        axes = (stride,) * spatial_dims if isinstance(stride, int) else tuple(stride)
+        if len(axes) != spatial_dims or any(isinstance(s, bool) or s not in (1, 2) for s in axes):
+            raise ValueError(
+                f"`strides` entry for stage {stage} must be 1, 2 or a tuple of {spatial_dims} values in (1, 2), "
+                f"got {stride!r}"
+            )
+        result.append(axes)
+    return tuple(result)
+
+
+def as_conv_stride(stride: Tuple[int, ...]) -> Union[int, Tuple[int, ...]]:
+    """An int when all axes agree (keeps module reprs and SMP equality), else the per-axis tuple."""
+    return stride[0] if len(set(stride)) == 1 else stride

@@ -4,13 +4,14 @@ Module names follow the torchvision layout (``conv1``, ``bn1``, ``layer1.0.conv1
 so SMP checkpoints and the ``smp-hub/<name>.<tag>`` weights load without renaming.
 """
 
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 
 from smp_like.base import nd
 from smp_like.encoders._base import EncoderMixin
+from smp_like.encoders._utils import as_conv_stride, normalize_stage_strides
 
 
 class BasicBlock(nn.Module):
@@ -97,9 +98,11 @@ class ResNetEncoder(nn.Module, EncoderMixin):
         groups: cardinality (ResNeXt).
         width_per_group: bottleneck width per group (ResNeXt).
         spatial_dims: 2 for images, 3 for volumes.
+        strides: optional per-stage down-sampling factors (5 entries, each 1, 2 or one per axis), e.g.
+            ``[(1, 2, 2), (1, 2, 2), 2, 2, 2]`` for thick-slice volumes; default 2 everywhere.
 
     Raises:
-        ValueError: for a depth outside 1..5, an unknown block or bad spatial_dims.
+        ValueError: for a depth outside 1..5, an unknown block, bad spatial_dims or bad strides.
     """
 
     _ignored_pretrained_prefixes = ("fc.",)
@@ -113,6 +116,7 @@ class ResNetEncoder(nn.Module, EncoderMixin):
         groups: int = 1,
         width_per_group: int = 64,
         spatial_dims: int = 2,
+        strides: Optional[Sequence] = None,
     ):
         super().__init__()
         if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 5:
@@ -120,6 +124,9 @@ class ResNetEncoder(nn.Module, EncoderMixin):
         if block not in BLOCKS:
             raise ValueError(f"`block` must be one of {tuple(BLOCKS)}, got {block!r}")
         self._spatial_dims = nd.check_spatial_dims(spatial_dims)
+        if strides is not None:
+            self._stage_strides = normalize_stage_strides(strides, spatial_dims)
+        s1, s2, s3, s4, s5 = (as_conv_stride(s) for s in normalize_stage_strides(strides, spatial_dims))
         self._out_channels = tuple(out_channels)
         self._depth = depth
         self._in_channels = 3
@@ -128,18 +135,18 @@ class ResNetEncoder(nn.Module, EncoderMixin):
 
         conv, norm = nd.conv_type(spatial_dims), nd.batchnorm_type(spatial_dims)
         self.inplanes = 64
-        self.conv1 = conv(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.conv1 = conv(3, 64, kernel_size=7, stride=s1, padding=3, bias=False)
         self.bn1 = norm(64)
         self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nd.maxpool_type(spatial_dims)(kernel_size=3, stride=2, padding=1)
+        self.maxpool = nd.maxpool_type(spatial_dims)(kernel_size=3, stride=s2, padding=1)
         # All four stages are built whatever the depth, as SMP does, so checkpoints of any depth share keys.
         self.layer1 = self._make_layer(block_type, 64, layers[0])
-        self.layer2 = self._make_layer(block_type, 128, layers[1], stride=2)
-        self.layer3 = self._make_layer(block_type, 256, layers[2], stride=2)
-        self.layer4 = self._make_layer(block_type, 512, layers[3], stride=2)
+        self.layer2 = self._make_layer(block_type, 128, layers[1], stride=s3)
+        self.layer3 = self._make_layer(block_type, 256, layers[2], stride=s4)
+        self.layer4 = self._make_layer(block_type, 512, layers[3], stride=s5)
         self._init_weights()
 
-    def _make_layer(self, block: type, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+    def _make_layer(self, block: type, planes: int, blocks: int, stride: Union[int, Tuple[int, ...]] = 1) -> nn.Sequential:
         spatial_dims = self._block_kwargs["spatial_dims"]
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import segmentation_models_pytorch as smp_oracle
+import smp_like
 from smp_like.encoders import get_encoder
 from smp_like.encoders._utils import inflate_state_dict
 
@@ -133,3 +134,53 @@ def test_time_embedding_refused():
     encoder = get_encoder("resnet18", weights=None, depth=2)
     with pytest.raises(ValueError, match="time embedding"):
         encoder(torch.randn(1, 3, 32, 32), time_emb=torch.randn(1, 8))
+
+
+# ----------------------------------------------------------------------------- anisotropic strides (3D)
+
+THICK_SLICES = [(1, 2, 2), (1, 2, 2), 2, 2, 2]
+
+
+def test_anisotropic_strides_give_per_axis_reductions():
+    encoder = get_encoder("resnet18", spatial_dims=3, strides=THICK_SLICES)
+    expected = ((1, 1, 1), (1, 2, 2), (1, 4, 4), (2, 8, 8), (4, 16, 16), (8, 32, 32))
+    assert encoder.reductions == expected and encoder.output_stride == (8, 32, 32)
+    x = torch.randn(1, 3, 17, 37, 41)
+    for feature, reduction, channels in zip(encoder(x), expected, encoder.out_channels):
+        # conv/pool with kernel 3 (padding 1) or 7 (padding 3) and stride s gives ceil(size / s) per axis.
+        assert tuple(feature.shape[2:]) == tuple(-(-n // r) for n, r in zip(x.shape[2:], reduction))
+        assert feature.shape[1] == channels
+
+
+def test_anisotropic_strides_with_dilation_stop_reducing_dilated_stages():
+    encoder = get_encoder("resnet18", spatial_dims=3, strides=THICK_SLICES, output_stride=16)
+    assert encoder.reductions[-2:] == ((4, 16, 16), (4, 16, 16))
+    assert tuple(encoder(torch.randn(1, 3, 16, 32, 32))[-1].shape[2:]) == (4, 2, 2)
+
+
+def test_isotropic_strides_keep_integer_reductions():
+    encoder = get_encoder("resnet18", strides=[2, 2, 2, 2, 1])
+    assert encoder.reductions == (1, 2, 4, 8, 16, 16)
+
+
+@pytest.mark.parametrize(
+    "bad", [[2, 2, 2, 2], [3, 2, 2, 2, 2], [(1, 2), 2, 2, 2, 2], "22222", [True, 2, 2, 2, 2]]
+)
+def test_bad_strides_are_refused(bad):
+    with pytest.raises(ValueError, match="strides"):
+        get_encoder("resnet18", spatial_dims=3, strides=bad)
+
+
+@pytest.mark.parametrize("arch", ["Unet", "UnetPlusPlus", "MAnet"])
+def test_skip_resizing_decoders_take_anisotropic_encoders(arch):
+    model = getattr(smp_like, arch)("resnet18", encoder_weights=None, spatial_dims=3, strides=THICK_SLICES,
+                                    decoder_channels=(16, 16, 16, 16, 16)).eval()
+    assert model.input_stride == (8, 32, 32)
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 13, 37, 41)).shape == (1, 1, 13, 37, 41)
+
+
+@pytest.mark.parametrize("arch", ["FPN", "DeepLabV3", "Linknet"])
+def test_other_decoders_refuse_anisotropic_encoders_clearly(arch):
+    with pytest.raises(ValueError, match="anisotropic `strides`.*Unet"):
+        getattr(smp_like, arch)("resnet18", encoder_weights=None, spatial_dims=3, strides=THICK_SLICES)

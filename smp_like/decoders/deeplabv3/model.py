@@ -169,6 +169,7 @@ class DeepLabV3(_DeepLabModel):
             aspp_dropout=decoder_aspp_dropout,
             spatial_dims=spatial_dims,
         )
+        self._check_anisotropic_strides()
         # The decoder works at the encoder's (possibly capped by a shallow depth) output stride.
         self._decoder_stride = self.encoder.output_stride
         self._upsampling = self._decoder_stride if upsampling is None else upsampling

@@ -49,6 +49,8 @@ class MAnet(SegmentationModel):
 
     requires_divisible_input_shape = True
 
+    supports_anisotropic_strides = True
+
     def __init__(
         self,
         encoder_name: str = "resnet34",

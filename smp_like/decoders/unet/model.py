@@ -37,6 +37,8 @@ class Unet(SegmentationModel):
 
     requires_divisible_input_shape = False
 
+    supports_anisotropic_strides = True
+
     def __init__(
         self,
         encoder_name: str = "resnet34",

@@ -51,6 +51,8 @@ class UnetPlusPlus(SegmentationModel):
 
     requires_divisible_input_shape = True
 
+    supports_anisotropic_strides = True
+
     def __init__(
         self,
         encoder_name: str = "resnet34",
