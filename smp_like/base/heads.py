@@ -1,6 +1,6 @@
 """Output heads: a per-pixel segmentation head and a global classification head (SMP layouts)."""
 
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import torch.nn as nn
 
@@ -89,3 +89,13 @@ def build_classification_head(
     if "classes" not in aux_params:
         raise TypeError(f"`aux_params` must give 'classes' (the number of labels), got {aux_params!r}")
     return ClassificationHead(in_channels=in_channels, spatial_dims=spatial_dims, **aux_params)
+
+
+def check_upsampling(upsampling: Any) -> None:
+    """Validate the head's ``upsampling`` factor.
+
+    Raises:
+        ValueError: unless it is a number >= 1 (SMP silently treats values below 1 as no up-sampling).
+    """
+    if isinstance(upsampling, bool) or not isinstance(upsampling, (int, float)) or not upsampling >= 1:
+        raise ValueError(f"`upsampling` must be a number >= 1 (1 = no up-sampling), got {upsampling!r}")

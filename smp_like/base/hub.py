@@ -11,8 +11,6 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Type, Union
 
-
-
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"

@@ -2,14 +2,16 @@
 
 import functools
 import inspect
-from typing import Any, Dict, Optional, Tuple, Union
+from fractions import Fraction
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from smp_like.base.hub import HubMixin
 from smp_like.base.initialization import initialize_decoder, initialize_head
-from smp_like.base.strides import PAD_MODES, crop_to_shape, pad_to_stride
+from smp_like.base.strides import PAD_MODES, crop_to_shape, pad_to_size, pad_to_stride, padded_size
 
 # Registered model classes by lower-cased name, for create_model / from_pretrained dispatch.
 MODEL_REGISTRY: Dict[str, type] = {}
@@ -29,10 +31,19 @@ class SegmentationModel(nn.Module, HubMixin):
     """
 
     requires_divisible_input_shape: bool = True
+    # Python-side bookkeeping that TorchScript need not (and cannot) compile; see __prepare_scriptable__.
+    __jit_unused_properties__ = [
+        "input_stride", "pads_input", "output_stride", "spatial_dims", "mask_scale", "min_input_size"
+    ]
     # Decoders that resize every feature to its skip's size work with per-axis encoder strides (e.g. (1, 2, 2)).
     supports_anisotropic_strides: bool = False
     input_padding: Optional[str] = "constant"
     _model_config: Dict[str, Any]
+    # Set by __prepare_scriptable__ (the annotations give TorchScript their types, even for empty lists).
+    _scripted_pad_stride: List[int]
+    _scripted_pad_mode: str
+    _scripted_min_size: int
+    _scripted_scale: List[int]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -134,19 +145,123 @@ class SegmentationModel(nn.Module, HubMixin):
                     f"Pad the input to {padded} (smp_like.pad_to_stride(x, {stride}) does it)."
                 )
 
+    @property
+    def mask_scale(self) -> Fraction:
+        """Mask size over (padded) input size: 1, unless the head's fixed ``upsampling`` says otherwise (e.g. SMP's
+        FPN at encoder depth 3 returns a mask 4x its input)."""
+        return Fraction(1)
+
+    @property
+    def min_input_size(self) -> int:
+        """Smallest spatial size the decoder handles; smaller inputs are padded up to it (1 = no minimum)."""
+        return 1
+
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
-        """Return ``mask`` of shape (N, classes, *spatial), or ``(mask, label)`` with ``aux_params``."""
-        self.check_input_shape(x)
+        """Return ``mask`` of shape (N, classes, *spatial · mask_scale), or ``(mask, label)`` with ``aux_params``."""
+        if torch.jit.is_scripting():
+            return self._forward_scripted(x)
+        else:
+            return self._forward_eager(x)
+
+    def __prepare_scriptable__(self) -> "SegmentationModel":
+        """Freeze the Python-side size bookkeeping into plain attributes TorchScript can read (torch.jit.script
+        calls this first); change ``input_padding`` before scripting, not after."""
         if self.pads_input:
-            x, spatial_shape = pad_to_stride(x, self.input_stride, mode=self.input_padding)
+            stride = self.input_stride
+            self._scripted_pad_stride = [stride] * self.spatial_dims if isinstance(stride, int) else list(stride)
+        else:
+            self._scripted_pad_stride = []
+        self._scripted_pad_mode = self.input_padding or "constant"
+        self._scripted_min_size = self.min_input_size
+        self._scripted_scale = [self.mask_scale.numerator, self.mask_scale.denominator]
+        return self
+
+    def _forward_scripted(self, x: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        """``forward`` under TorchScript: the same padding, cropping and outputs, without the Python-side checks."""
+        spatial: List[int] = x.shape[2:]
+        padding = len(self._scripted_pad_stride) > 0
+        if padding:
+            flat: List[int] = []
+            for axis in range(len(spatial) - 1, -1, -1):
+                stride = self._scripted_pad_stride[axis]
+                target = max(-(-spatial[axis] // stride) * stride, self._scripted_min_size)
+                flat += [0, target - spatial[axis]]
+            if self._scripted_pad_mode == "constant":
+                x = F.pad(x, flat, mode="constant", value=0.0)
+            else:
+                x = F.pad(x, flat, mode=self._scripted_pad_mode)
         features = self.encoder(x)
-        decoder_output = self.decoder(features)
-        masks = self.segmentation_head(decoder_output)
-        if self.pads_input:
-            masks = crop_to_shape(masks, spatial_shape)
+        masks = self.segmentation_head(self.decoder(features))
+        if padding:
+            numerator, denominator = self._scripted_scale[0], self._scripted_scale[1]
+            first = masks.dim() - len(spatial)
+            for axis in range(len(spatial)):
+                size = -(-spatial[axis] * numerator // denominator)
+                masks = masks.narrow(first + axis, 0, min(size, masks.shape[first + axis]))
         if self.classification_head is not None:
-            labels = self.classification_head(features[-1])
-            return masks, labels
+            return masks, self.classification_head(features[-1])
+        return masks
+
+    @torch.jit.unused
+    def _forward_eager(self, x: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        self.check_input_shape(x)
+        padded, spatial = self._pad_input(x)
+        features = self.encoder(padded)
+        masks = self.segmentation_head(self.decoder(features))
+        masks = self._crop_mask(masks, padded, spatial)
+        if self.classification_head is not None:
+            return masks, self.classification_head(features[-1])
+        return masks
+
+    def _pad_input(self, x: torch.Tensor) -> Tuple[torch.Tensor, List[int]]:
+        """Pad ``x`` at its end to a multiple of ``input_stride`` and to at least ``min_input_size`` per axis
+        (when the model pads), returning the padded input and the original spatial shape.
+
+        Raises:
+            ValueError: in strict mode (``input_padding=None``), for inputs smaller than ``min_input_size``.
+        """
+        spatial = list(x.shape[2:])
+        min_size = self.min_input_size
+        if min_size > 1 and self.input_padding is None and any(s < min_size for s in spatial):
+            raise ValueError(
+                f"Wrong input shape {tuple(spatial)}: {type(self).__name__} needs spatial sizes of at least "
+                f"{min_size} here. Pad the input to {tuple(max(s, min_size) for s in spatial)}."
+            )
+        if not self.pads_input:
+            return x, spatial
+        target = list(padded_size(spatial, self.input_stride))
+        # A branch on sizes (a shape guard when traced): an exported graph covers either inputs below the
+        # minimum or inputs above it, whose size arithmetic then stays simple enough for torch.export.
+        if min_size > 1 and any(t < min_size for t in target):
+            target = [max(t, min_size) for t in target]
+        return pad_to_size(x, target, self.input_padding), spatial
+
+    def _crop_mask(self, masks: torch.Tensor, padded: torch.Tensor, spatial: List[int]) -> torch.Tensor:
+        """Keep the part of the mask that covers the unpadded input: ``ceil(size · mask_scale)`` per axis."""
+        if not self.pads_input:
+            return masks
+        scale = self.mask_scale
+        tracing = torch.compiler.is_compiling()
+        # Trailing axes: an argmax activation drops the channel axis.
+        mask_spatial = list(masks.shape[masks.dim() - len(spatial):])
+        if not tracing:
+            expected = [p * scale.numerator // scale.denominator for p in padded.shape[2:]]
+            if mask_spatial != expected:
+                raise RuntimeError(
+                    f"{type(self).__name__}: mask size {tuple(mask_spatial)} is not {scale} x the padded input "
+                    f"size {tuple(padded.shape[2:])}; the model's `mask_scale` must say how its head up-samples"
+                )
+        if scale == 1:
+            # The input size itself: a crop size free of the network's size arithmetic, which torch.export
+            # could not simplify.
+            out = spatial
+        else:
+            # ceil covers a partial output pixel; sym_min keeps it inside the mask for fractional up-sampling.
+            out = [
+                torch.sym_min(-(-s * scale.numerator // scale.denominator), m) for s, m in zip(spatial, mask_spatial)
+            ]
+        if tracing or mask_spatial != list(out):
+            masks = crop_to_shape(masks, out)
         return masks
 
     @torch.no_grad()

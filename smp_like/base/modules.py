@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 
 from smp_like.base import nd
+from smp_like.base.exportable import AdaptiveAvgPool
 
 NORM_TYPES = ("batchnorm", "identity", "layernorm", "instancenorm", "inplace")
 ATTENTION_TYPES = (None, "scse")
@@ -110,7 +111,7 @@ class SCSEModule(nn.Module):
         # At least one hidden channel: SMP's in_channels // reduction is 0 below 16 channels and then fails.
         hidden = max(1, in_channels // reduction)
         self.cSE = nn.Sequential(
-            nd.adaptive_avgpool_type(spatial_dims)(1),
+            AdaptiveAvgPool(1, spatial_dims),
             conv(in_channels, hidden, 1),
             nn.ReLU(inplace=True),
             conv(hidden, in_channels, 1),

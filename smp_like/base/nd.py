@@ -80,6 +80,11 @@ def adaptive_maxpool_type(spatial_dims: int) -> Type[nn.Module]:
     return _pick(_ADAPTIVE_MAXPOOL, spatial_dims, "adaptive_maxpool")
 
 
+def dropout_type(spatial_dims: int) -> Type[nn.Module]:
+    """Channel-wise (spatial) dropout for ``spatial_dims``-d feature maps (1D, 2D or 3D)."""
+    return {1: nn.Dropout1d, 2: nn.Dropout2d, 3: nn.Dropout3d}[check_spatial_dims(spatial_dims, (1, 2, 3))]
+
+
 def interpolation_mode(mode: str, spatial_dims: int) -> str:
     """Translate a user-facing interpolation mode to the one ``F.interpolate`` needs for ``spatial_dims``.
 

@@ -8,6 +8,7 @@ input-channel adaptation).
 
 from typing import Dict, Optional, Sequence, Tuple, Union
 
+import torch
 import torch.nn as nn
 
 from smp_like.encoders._utils import StageStrides, patch_first_conv, replace_strides_with_dilation
@@ -25,6 +26,8 @@ class EncoderMixin:
     # Key prefixes of classification checkpoints that the encoder deliberately does not have (e.g. the fc layer).
     _ignored_pretrained_prefixes: Tuple[str, ...] = ()
     supports_time_embedding: bool = False
+    # Python-side bookkeeping that TorchScript need not (and cannot) compile.
+    __jit_unused_properties__ = ["out_channels", "depth", "in_channels", "spatial_dims", "reductions", "output_stride"]
     # Per-stage, per-axis down-sampling factors when an encoder was built with anisotropic ``strides``
     # (see ``normalize_stage_strides``); None means factor 2 on every axis of every stage.
     _stage_strides: Optional[StageStrides] = None
@@ -106,7 +109,11 @@ class EncoderMixin:
         self._output_stride = output_stride
         self._dilated_stages = tuple(_DILATION_PLAN[output_stride])
 
-    def _check_time_embedding(self, time_emb: object) -> None:
-        if time_emb is not None and not self.supports_time_embedding:
+    def _check_time_embedding(self, time_emb: Optional[torch.Tensor]) -> None:
+        # TorchScript sees no class attributes: scripted encoders that take embeddings override this method.
+        if torch.jit.is_scripting():
+            if time_emb is not None:
+                raise ValueError("this scripted encoder does not take a time embedding")
+        elif time_emb is not None and not self.supports_time_embedding:
             raise ValueError(f"{type(self).__name__} does not take a time embedding (supports_time_embedding=False)")
 

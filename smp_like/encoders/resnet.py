@@ -185,8 +185,15 @@ class ResNetEncoder(nn.Module, EncoderMixin):
         if self._depth >= 2:
             x = self.layer1(self.maxpool(x))
             features.append(x)
-        for layer in (self.layer2, self.layer3, self.layer4)[: max(self._depth - 2, 0)]:
-            x = layer(x)
+        # Spelled out (not a loop over a slice of stages) so that TorchScript compiles it.
+        if self._depth >= 3:
+            x = self.layer2(x)
+            features.append(x)
+        if self._depth >= 4:
+            x = self.layer3(x)
+            features.append(x)
+        if self._depth >= 5:
+            x = self.layer4(x)
             features.append(x)
         return features
 

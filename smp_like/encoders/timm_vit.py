@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from smp_like.base.exportable import dense_when_exporting
 from smp_like.base.modules import ChannelLayerNorm
 from smp_like.base.strides import crop_to_shape, pad_to_stride
 from smp_like.encoders.timm_universal import TimmUniversalEncoder, _timm, resolve_timm_name
@@ -206,13 +207,15 @@ class TimmViTEncoder(nn.Module):
                 x, indices=self._take, return_prefix_tokens=True, norm=False, stop_early=True,
                 output_fmt="NCHW", intermediates_only=True,
             )
-            features = [pairs[j][0] for j in self._gather]
+            # timm's NCHW maps are permuted views of (N, H, W, C) tokens: contiguous copies while exporting spare
+            # torch.export stride guards it cannot prove for dynamic sizes (eager keeps SMP's exact rounding).
+            features = [dense_when_exporting(pairs[j][0]) for j in self._gather]
             prefix_tokens: List[Optional[torch.Tensor]] = [pairs[j][1] for j in self._gather]
             return features, prefix_tokens
         maps = self.model.forward_intermediates(
             x, indices=self._take, norm=False, stop_early=True, output_fmt="NCHW", intermediates_only=True
         )
-        return [maps[j] for j in self._gather], [None for _ in self._gather]
+        return [dense_when_exporting(maps[j]) for j in self._gather], [None for _ in self._gather]
 
 
 def _ceil_div(n: int, d: int) -> int:

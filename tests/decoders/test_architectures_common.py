@@ -1,8 +1,6 @@
 """Cross-cutting checks over every architecture: any input size (2D/3D), strict mode, mit_b0 vs SMP, exports."""
 
-import warnings
 
-import numpy as np
 import pytest
 import torch
 
@@ -86,7 +84,7 @@ def test_mit_b0_matches_smp_or_both_refuse(arch):
     kwargs = dict(SMALL[arch], encoder_name="mit_b0", encoder_weights=None, classes=2)
     try:
         theirs = getattr(smp_oracle, arch)(**kwargs).eval()
-    except Exception as smp_error:  # SMP refuses mit_b0 here: so must we, with a clear error
+    except Exception:  # SMP refuses mit_b0 here: so must we, with a clear error
         with pytest.raises((ValueError, TypeError)):
             getattr(smp, arch)(**kwargs)
         return

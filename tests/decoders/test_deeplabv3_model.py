@@ -9,6 +9,7 @@ import torch
 
 import segmentation_models_pytorch as smp_oracle
 import smp_like as smp
+from smp_like.base.exportable import AdaptiveAvgPool
 from smp_like.decoders.deeplabv3.decoder import ASPP, DeepLabV3Decoder, DeepLabV3PlusDecoder
 
 ENCODERS = ["resnet18", "resnet34", "tu-test_resnet"]
@@ -179,8 +180,8 @@ def test_3d_odd_size(arch):
                                in_channels=1, classes=2, aux_params=dict(classes=4))
     convs = [m for m in model.decoder.modules() if isinstance(m, torch.nn.Conv3d) and m.dilation != (1, 1, 1)]
     assert convs and all(len(m.dilation) == 3 for m in convs)  # 3D atrous convolutions
-    pools = [m for m in model.decoder.modules() if isinstance(m, torch.nn.AdaptiveAvgPool3d)]
-    assert len(pools) == 1
+    pools = [m for m in model.decoder.modules() if isinstance(m, AdaptiveAvgPool)]
+    assert len(pools) == 1 and pools[0].spatial_dims == 3
     mask, label = eval_out(model, torch.randn(1, 1, 37, 41, 29))
     assert mask.shape == (1, 2, 37, 41, 29) and label.shape == (1, 4)
     assert model.spatial_dims == 3

@@ -5,7 +5,6 @@ import torch
 
 import segmentation_models_pytorch as smp_oracle
 import smp_like as smp
-from smp_like.decoders.upernet.decoder import PoolToBins
 
 ENCODERS = ["resnet18", "resnet34", "tu-test_resnet", "mit_b0"]
 AUX = dict(classes=4, dropout=0.2, pooling="max", activation="sigmoid")
@@ -246,16 +245,6 @@ def test_strict_mode_raises_smp_style_message():
     ):
         model(torch.randn(1, 3, 65, 64))
     assert eval_out(model, torch.randn(1, 3, 64, 96)).shape == (1, 1, 64, 96)
-
-
-@pytest.mark.parametrize("spatial_dims, shape", [(2, (2, 5, 7, 9)), (3, (1, 3, 5, 6, 7))])
-def test_exportable_pooling_equals_adaptive_avg_pool(spatial_dims, shape, monkeypatch):
-    x = torch.randn(*shape)
-    pools = [PoolToBins(bins, spatial_dims) for bins in (1, 2, 3, 6)]
-    eager = [pool(x) for pool in pools]
-    monkeypatch.setattr(torch.compiler, "is_exporting", lambda: True)  # take the path torch.export takes
-    for pool, expected in zip(pools, eager):
-        torch.testing.assert_close(pool(x), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_decoder_is_torchscript_friendly():

@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from smp_like.base import nd
+from smp_like.base.exportable import AdaptiveAvgPool
 
 # Channels the V3+ decoder projects the low-level feature to (Chen et al. 2018, sec. 4.1: 48 works best).
 LOW_LEVEL_CHANNELS = 48
@@ -77,7 +78,7 @@ class ASPPPooling(nn.Sequential):
 
     def __init__(self, in_channels: int, out_channels: int, spatial_dims: int = 2):
         super().__init__(
-            nd.adaptive_avgpool_type(spatial_dims)(1),
+            AdaptiveAvgPool(1, spatial_dims),
             nd.conv_type(spatial_dims)(in_channels, out_channels, kernel_size=1, bias=False),
             nd.batchnorm_type(spatial_dims)(out_channels),
             nn.ReLU(),

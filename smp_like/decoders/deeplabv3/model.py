@@ -4,14 +4,12 @@ The encoder is dilated to ``encoder_output_stride`` (8 or 16) through ``get_enco
 are padded to a multiple of that stride inside ``forward`` and the mask is cropped back (``input_padding``).
 """
 
+from fractions import Fraction
 from typing import Any, Callable, Iterable, Optional, Tuple, Union
-
-import torch
 
 from smp_like.base import nd
 from smp_like.base.heads import SegmentationHead, build_classification_head
 from smp_like.base.model import SegmentationModel
-from smp_like.base.strides import crop_to_shape, pad_to_stride
 from smp_like.decoders.deeplabv3.decoder import DeepLabV3Decoder, DeepLabV3PlusDecoder
 from smp_like.encoders import get_encoder
 
@@ -82,20 +80,10 @@ class _DeepLabModel(SegmentationModel):
     _upsampling: int = 1
     _decoder_stride: int = 1
 
-    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
-        """Return ``mask`` (N, classes, *spatial * upsampling / decoder stride), or ``(mask, label)``."""
-        if self._upsampling == self._decoder_stride or not self.pads_input:
-            return super().forward(x)
-        self.check_input_shape(x)
-        x, spatial_shape = pad_to_stride(x, self.input_stride, mode=self.input_padding)
-        features = self.encoder(x)
-        masks = self.segmentation_head(self.decoder(features))
-        # ceil(size * up / stride): the output cells that see at least one pixel of the unpadded input.
-        scaled = [-((-size * self._upsampling) // self._decoder_stride) for size in spatial_shape]
-        masks = crop_to_shape(masks, scaled)
-        if self.classification_head is not None:
-            return masks, self.classification_head(features[-1])
-        return masks
+    @property
+    def mask_scale(self) -> Fraction:
+        """Mask size / (padded) input size: the head's ``upsampling`` over the decoder's stride."""
+        return Fraction(self._upsampling) / self._decoder_stride
 
 
 class DeepLabV3(_DeepLabModel):

@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from smp_like.base.exportable import dense_when_exporting
 from smp_like.base.modules import Activation
 
 READOUTS = ("ignore", "add", "cat")
@@ -42,7 +43,10 @@ def _tokens(x: torch.Tensor) -> torch.Tensor:
 
 def _grid(tokens: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """(N, H*W, C) -> (N, C, H, W) with the spatial shape of ``like``."""
-    return tokens.transpose(1, 2).reshape(like.shape[0], tokens.shape[-1], like.shape[2], like.shape[3])
+    grid = tokens.transpose(1, 2).reshape(like.shape[0], tokens.shape[-1], like.shape[2], like.shape[3])
+    # A channels-last view; contiguous while exporting, where torch.export cannot prove the layout guards that
+    # batch norm adds for channels-last maps of dynamic size.
+    return dense_when_exporting(grid)
 
 
 class ReadoutIgnoreBlock(nn.Module):

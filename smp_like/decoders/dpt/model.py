@@ -8,7 +8,6 @@ import torch
 from smp_like.base import nd
 from smp_like.base.heads import build_classification_head
 from smp_like.base.model import SegmentationModel
-from smp_like.base.strides import crop_to_shape, pad_to_stride
 from smp_like.decoders.dpt.decoder import READOUTS, DPTDecoder, DPTSegmentationHead
 from smp_like.encoders.timm_vit import TimmViTEncoder
 
@@ -165,14 +164,11 @@ class DPT(SegmentationModel):
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
         """Return ``mask`` of shape (N, classes, H, W), or ``(mask, label)`` with ``aux_params``."""
         self.check_input_shape(x)
-        spatial_shape = x.shape[2:]
-        if self.pads_input:
-            x, spatial_shape = pad_to_stride(x, self.input_stride, mode=self.input_padding)
-        features, prefix_tokens = self.encoder(x)
+        padded, spatial = self._pad_input(x)
+        features, prefix_tokens = self.encoder(padded)
         decoder_output = self.decoder(features, prefix_tokens)
-        masks = self.segmentation_head(decoder_output, size=[x.shape[2], x.shape[3]])
-        if self.pads_input:
-            masks = crop_to_shape(masks, spatial_shape)
+        masks = self.segmentation_head(decoder_output, size=[padded.shape[2], padded.shape[3]])
+        masks = self._crop_mask(masks, padded, spatial)
         if self.classification_head is not None:
             labels = self.classification_head(features[-1])
             return masks, labels

@@ -20,11 +20,6 @@ MERGE_POLICIES = ("add", "cat")
 GROUP_NORM_GROUPS = 32
 
 
-def dropout_type(spatial_dims: int) -> type:
-    """Channel-wise (spatial) dropout for ``spatial_dims``-d feature maps."""
-    return {1: nn.Dropout1d, 2: nn.Dropout2d, 3: nn.Dropout3d}[nd.check_spatial_dims(spatial_dims, (1, 2, 3))]
-
-
 class ConvGroupNormReLU(nn.Module):
     """conv3x3 (no bias) -> GroupNorm(32) -> ReLU, optionally followed by bilinear up-sampling to a given size.
 
@@ -179,7 +174,7 @@ class FPNDecoder(nn.Module):
             SegmentationBlock(pyramid_channels, segmentation_channels, n_upsamples, spatial_dims)
             for n_upsamples in (3, 2, 1, 0)
         )
-        self.dropout = dropout_type(spatial_dims)(p=float(dropout), inplace=True)
+        self.dropout = nd.dropout_type(spatial_dims)(p=float(dropout), inplace=True)
 
     def forward(self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
         if time_emb is not None:

@@ -1,14 +1,11 @@
 """Linknet: SMP's arguments, state-dict keys and outputs; 2D and 3D; any input size."""
 
 import warnings
-from typing import Any, Callable, Dict, Optional, Tuple, Union
-
-import torch
+from typing import Any, Callable, Dict, Optional, Union
 
 from smp_like.base import nd
 from smp_like.base.heads import SegmentationHead, build_classification_head
 from smp_like.base.model import SegmentationModel
-from smp_like.decoders.fpn.model import forward_any_scale
 from smp_like.decoders.linknet.decoder import PREFINAL_CHANNELS, LinknetDecoder
 from smp_like.encoders import get_encoder
 
@@ -98,6 +95,3 @@ class Linknet(SegmentationModel):
         self.name = f"link-{encoder_name}"
         self.initialize()
 
-    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
-        """Return ``mask`` (N, classes, *spatial), or ``(mask, label)`` with ``aux_params``."""
-        return forward_any_scale(self, x)

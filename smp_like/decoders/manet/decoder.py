@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from smp_like.base import nd
+from smp_like.base.exportable import AdaptiveAvgPool
 from smp_like.base.modules import ConvNormReLU
 
 NormSpec = Union[bool, str, Dict[str, Any]]
@@ -71,7 +72,7 @@ class SqueezeExcitation(nn.Sequential):
         # At least one hidden channel: SMP's channels // reduction is 0 below `reduction` channels and then fails.
         hidden = max(1, channels // reduction)
         super().__init__(
-            nd.adaptive_avgpool_type(spatial_dims)(1),
+            AdaptiveAvgPool(1, spatial_dims),
             conv(channels, hidden, kernel_size=1),
             nn.ReLU(inplace=True),
             conv(hidden, channels, kernel_size=1),

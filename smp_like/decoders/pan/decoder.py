@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from smp_like.base import nd
+from smp_like.base.exportable import AdaptiveAvgPool
 
 # FPA halves the deepest feature three times (sec. 3.2), so it needs at least 2**3 pixels per axis there.
 FPA_LEVELS = 3
@@ -66,12 +67,11 @@ class FPABlock(nn.Module):
         self.mode = nd.interpolation_mode("bilinear", spatial_dims)
         self.align_corners = True
         pool = nd.maxpool_type(spatial_dims)
-        gap = nd.adaptive_avgpool_type(spatial_dims)
 
         def cbr(i: int, o: int, k: int) -> ConvBnRelu:
             return ConvBnRelu(i, o, k, padding=k // 2, spatial_dims=spatial_dims)
 
-        self.branch1 = nn.Sequential(gap(1), cbr(in_channels, out_channels, 1))
+        self.branch1 = nn.Sequential(AdaptiveAvgPool(1, spatial_dims), cbr(in_channels, out_channels, 1))
         self.mid = nn.Sequential(cbr(in_channels, out_channels, 1))
         self.down1 = nn.Sequential(pool(kernel_size=2, stride=2), cbr(in_channels, 1, 7))
         self.down2 = nn.Sequential(pool(kernel_size=2, stride=2), cbr(1, 1, 5))
@@ -107,7 +107,7 @@ class GAUBlock(nn.Module):
         self.mode = nd.interpolation_mode(upscale_mode, spatial_dims)
         self.align_corners = _align_corners(self.mode)
         self.conv1 = nn.Sequential(
-            nd.adaptive_avgpool_type(spatial_dims)(1),
+            AdaptiveAvgPool(1, spatial_dims),
             ConvBnRelu(out_channels, out_channels, 1, add_relu=False, spatial_dims=spatial_dims),
             nn.Sigmoid(),
         )

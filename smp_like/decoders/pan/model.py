@@ -1,14 +1,11 @@
 """PAN: SMP's arguments, state-dict keys and outputs; 2D and 3D; any input size."""
 
 from fractions import Fraction
-from typing import Any, Callable, Optional, Tuple, Union
-
-import torch
+from typing import Any, Callable, Optional, Union
 
 from smp_like.base import nd
-from smp_like.base.heads import SegmentationHead, build_classification_head
+from smp_like.base.heads import SegmentationHead, build_classification_head, check_upsampling
 from smp_like.base.model import SegmentationModel
-from smp_like.decoders.fpn.model import check_upsampling, forward_any_scale
 from smp_like.decoders.pan.decoder import FPA_MIN_SIZE, PANDecoder
 from smp_like.encoders import get_encoder
 
@@ -126,6 +123,3 @@ class PAN(SegmentationModel):
         """Mask size / (padded) input size: ``upsampling`` over the stride of the finest (stride-4) feature."""
         return Fraction(self._upsampling) / self.encoder.reductions[2]
 
-    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
-        """Return ``mask`` (N, classes, *spatial), or ``(mask, label)`` with ``aux_params``."""
-        return forward_any_scale(self, x, min_size=self.min_input_size, scale=self.mask_scale)

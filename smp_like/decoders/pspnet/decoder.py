@@ -12,68 +12,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from smp_like.base import nd
+from smp_like.base.exportable import AdaptiveAvgPool
 from smp_like.base.modules import ConvNormReLU, parse_norm
-from smp_like.decoders.fpn.decoder import dropout_type
 
 PYRAMID_BINS = (1, 2, 3, 6)  # Zhao et al. 2017, sec. 3.2
-
-
-def adaptive_pool_matrix(in_size: int, out_size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """(out_size, in_size) matrix whose row i averages bin i of adaptive average pooling along one axis.
-
-    Bin i covers [floor(i * in / out), ceil((i + 1) * in / out)), PyTorch's definition of adaptive pooling.
-    """
-    i = torch.arange(out_size, device=device)
-    start = torch.div(i * in_size, out_size, rounding_mode="floor")
-    end = -torch.div(-(i + 1) * in_size, out_size, rounding_mode="floor")
-    j = torch.arange(in_size, device=device)
-    inside = (j[None, :] >= start[:, None]) & (j[None, :] < end[:, None])
-    return inside.to(dtype) / (end - start).to(dtype)[:, None]
-
-
-def adaptive_avg_pool(x: torch.Tensor, output_size: List[int]) -> torch.Tensor:
-    """Adaptive average pooling over every spatial axis as products with bin-averaging matrices.
-
-    Same values as ``F.adaptive_avg_pool{n}d`` (up to float rounding), but made of ``arange``, comparisons and
-    matmuls, which export with dynamic sizes: ONNX export of ``adaptive_avg_pool2d`` to sizes > 1 bakes the
-    example input's bins in and is wrong (or fails) for other sizes.
-    """
-    for axis, out_size in enumerate(output_size, start=2):
-        pool = adaptive_pool_matrix(x.shape[axis], out_size, x.device, x.dtype)
-        x = torch.movedim(torch.matmul(torch.movedim(x, axis, -1), pool.t()), -1, axis)
-    return x
-
-
-def _exporting() -> bool:
-    if torch.jit.is_scripting():
-        return False
-    return torch.compiler.is_exporting() or torch.jit.is_tracing()
-
-
-class AdaptiveAvgPool(nn.Module):
-    """Adaptive average pooling to ``output_size`` bins per spatial axis, exportable with dynamic sizes.
-
-    PyTorch's own kernel in eager mode and under ``torch.compile`` (bit-identical to ``nn.AdaptiveAvgPool2d``);
-    :func:`adaptive_avg_pool` while exporting (``torch.export``, ONNX, tracing). No parameters, so state dicts
-    are unchanged.
-    """
-
-    def __init__(self, output_size: int, spatial_dims: int = 2):
-        super().__init__()
-        self.spatial_dims = nd.check_spatial_dims(spatial_dims, (1, 2, 3))
-        self.output_size = list(nd.as_tuple(output_size, spatial_dims, "output_size"))
-
-    def extra_repr(self) -> str:
-        return f"output_size={tuple(self.output_size)}"
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _exporting():
-            return adaptive_avg_pool(x, self.output_size)
-        if self.spatial_dims == 2:
-            return F.adaptive_avg_pool2d(x, self.output_size)
-        if self.spatial_dims == 3:
-            return F.adaptive_avg_pool3d(x, self.output_size)
-        return F.adaptive_avg_pool1d(x, self.output_size)
 
 
 class PSPBlock(nn.Module):
@@ -94,13 +36,10 @@ class PSPBlock(nn.Module):
         if pool_size == 1:
             use_norm = "identity"
         self.mode = nd.interpolation_mode("bilinear", spatial_dims)
-        # Global pooling exports as such; larger bins need the exportable form.
-        if pool_size == 1:
-            pool = nd.adaptive_avgpool_type(spatial_dims)(1)
-        else:
-            pool = AdaptiveAvgPool(pool_size, spatial_dims)
+        # PyTorch's pooling in eager mode; bin-averaging products while exporting (dynamic sizes, and no
+        # ReduceMean-18, which ONNX cannot convert down to opset 17).
         self.pool = nn.Sequential(
-            pool,
+            AdaptiveAvgPool(pool_size, spatial_dims),
             ConvNormReLU(in_channels, out_channels, kernel_size=1, use_norm=use_norm, spatial_dims=spatial_dims),
         )
 
@@ -173,7 +112,7 @@ class PSPDecoder(nn.Module):
         self.conv = ConvNormReLU(
             psp_channels, out_channels, kernel_size=1, use_norm=use_norm, spatial_dims=spatial_dims
         )
-        self.dropout = dropout_type(spatial_dims)(p=float(dropout))
+        self.dropout = nd.dropout_type(spatial_dims)(p=float(dropout))
 
     def forward(self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
         if time_emb is not None:

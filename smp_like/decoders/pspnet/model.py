@@ -2,14 +2,11 @@
 
 import warnings
 from fractions import Fraction
-from typing import Any, Callable, Dict, Optional, Tuple, Union
-
-import torch
+from typing import Any, Callable, Dict, Optional, Union
 
 from smp_like.base import nd
-from smp_like.base.heads import SegmentationHead, build_classification_head
+from smp_like.base.heads import SegmentationHead, build_classification_head, check_upsampling
 from smp_like.base.model import SegmentationModel
-from smp_like.decoders.fpn.model import check_upsampling, forward_any_scale
 from smp_like.decoders.pspnet.decoder import PSPDecoder
 from smp_like.encoders import get_encoder
 
@@ -115,6 +112,3 @@ class PSPNet(SegmentationModel):
         """Mask size / (padded) input size: ``upsampling`` over the deepest feature's stride."""
         return Fraction(self._upsampling) / self.encoder.reductions[-1]
 
-    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
-        """Return ``mask``, or ``(mask, label)`` with ``aux_params`` (see the class docstring for its size)."""
-        return forward_any_scale(self, x, scale=self.mask_scale)

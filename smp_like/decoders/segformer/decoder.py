@@ -12,19 +12,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from smp_like.base import nd
+from smp_like.base.exportable import dense_when_exporting
 from smp_like.base.modules import ConvNormReLU
 
 MIN_ENCODER_DEPTH = 3
-
-
-def _dense_when_exporting(x: torch.Tensor) -> torch.Tensor:
-    # torch.export cannot prove the layout guards that batch norm adds for channels-last maps of dynamic size,
-    # so the exported graph works on contiguous copies; eager mode keeps SMP's layouts (and exact rounding).
-    if torch.jit.is_scripting():
-        return x
-    if torch.compiler.is_exporting() or torch.jit.is_tracing():
-        return x.contiguous()
-    return x
 
 
 def check_decoder_args(encoder_depth: Any, segmentation_channels: Any) -> None:
@@ -114,4 +105,4 @@ class SegformerDecoder(nn.Module):
             projected.append(
                 F.interpolate(level, size=size, mode=self.interpolation_mode, align_corners=False)
             )
-        return self.fuse_stage(_dense_when_exporting(torch.cat(projected, dim=1)))
+        return self.fuse_stage(dense_when_exporting(torch.cat(projected, dim=1)))

@@ -13,58 +13,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from smp_like.base import nd
+from smp_like.base.exportable import AdaptiveAvgPool, dense_when_exporting
 from smp_like.base.modules import ChannelLayerNorm, ConvNormReLU, parse_norm
-from smp_like.decoders.pspnet.decoder import adaptive_pool_matrix
 
 MIN_ENCODER_DEPTH = 3
 PSP_POOL_SIZES = (1, 2, 3, 6)
 
 NormSpec = Union[bool, str, Dict[str, Any]]
-
-
-def _exporting() -> bool:
-    if torch.jit.is_scripting():
-        return False
-    return torch.compiler.is_exporting() or torch.jit.is_tracing()
-
-
-def _dense_when_exporting(x: torch.Tensor) -> torch.Tensor:
-    # torch.export cannot prove the layout guards that batch norm adds for channels-last maps of dynamic size,
-    # so the exported graph works on contiguous copies; eager mode keeps SMP's layouts (and exact rounding).
-    return x.contiguous() if _exporting() else x
-
-
-class PoolToBins(nn.Module):
-    """Adaptive average pooling to ``bins`` per spatial axis, exportable with dynamic sizes.
-
-    PyTorch's kernel in eager mode and under ``torch.compile`` (SMP's exact values); while exporting
-    (``torch.export``, ONNX), products with bin-averaging matrices, last axis first, on contiguous maps, so no
-    reshape of a strided view asks torch.export to prove anything about the sizes. No parameters.
-    """
-
-    def __init__(self, bins: int, spatial_dims: int = 2):
-        super().__init__()
-        self.bins = bins
-        self.spatial_dims = nd.check_spatial_dims(spatial_dims)
-
-    def extra_repr(self) -> str:
-        return f"bins={self.bins}"
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not _exporting():
-            if self.spatial_dims == 2:
-                return F.adaptive_avg_pool2d(x, self.bins)
-            return F.adaptive_avg_pool3d(x, self.bins)
-        sizes = x.shape[2:]
-        rest: List[int] = []
-        for axis in range(len(sizes) - 1, -1, -1):
-            # (N, C, *leading, size, *pooled) viewed as (..., size, prod(pooled)); (bins x size) @ that.
-            pool = adaptive_pool_matrix(sizes[axis], self.bins, x.device, x.dtype)
-            leading = list(x.shape[: 2 + axis])
-            flat = x.reshape(leading + [sizes[axis], -1])  # contiguous: a plain view
-            x = torch.matmul(pool, flat).reshape(leading + [self.bins] + rest)
-            rest = [self.bins] + rest
-        return x
 
 
 class PSPModule(nn.Module):
@@ -84,7 +39,7 @@ class PSPModule(nn.Module):
         # PyTorch's adaptive pooling in eager mode; an exportable equivalent under torch.export / ONNX.
         self.blocks = nn.ModuleList(
             nn.Sequential(
-                PoolToBins(size, spatial_dims=spatial_dims),
+                AdaptiveAvgPool(size, spatial_dims=spatial_dims),
                 ConvNormReLU(
                     in_channels, out_channels, kernel_size=1, use_norm=use_norm, spatial_dims=spatial_dims
                 ),
@@ -230,7 +185,7 @@ class UPerNetDecoder(nn.Module):
             raise ValueError("UPerNetDecoder does not take a time embedding")
         levels: List[torch.Tensor] = []  # strides 4, 8, ..., channel-normalised
         for i, norm in enumerate(self.feature_norms):
-            levels.append(_dense_when_exporting(norm(features[i + 2])))
+            levels.append(dense_when_exporting(norm(features[i + 2])))
         self._check_batch_statistics(levels[-1])
         deep_to_shallow = levels[::-1]
         # Top-down pathway (FPN): the running sum, not its smoothed copy, feeds the next finer level.
@@ -246,4 +201,4 @@ class UPerNetDecoder(nn.Module):
         resized = [pyramid[-1]]
         for level in pyramid[-2::-1]:
             resized.append(F.interpolate(level, size=size, mode=self.interpolation_mode, align_corners=False))
-        return self.fusion_block(_dense_when_exporting(torch.cat(resized, dim=1)))
+        return self.fusion_block(dense_when_exporting(torch.cat(resized, dim=1)))

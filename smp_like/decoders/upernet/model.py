@@ -1,14 +1,11 @@
 """UPerNet: SMP's arguments, state-dict keys and outputs; 2D and 3D; any input size."""
 
 from fractions import Fraction
-from typing import Any, Callable, Dict, Optional, Tuple, Union
-
-import torch
+from typing import Any, Callable, Dict, Optional, Union
 
 from smp_like.base import nd
-from smp_like.base.heads import SegmentationHead, build_classification_head
+from smp_like.base.heads import SegmentationHead, build_classification_head, check_upsampling
 from smp_like.base.model import SegmentationModel
-from smp_like.decoders.fpn.model import check_upsampling, forward_any_scale
 from smp_like.decoders.upernet.decoder import UPerNetDecoder, check_decoder_args
 from smp_like.encoders import get_encoder
 
@@ -72,7 +69,7 @@ class UPerNet(SegmentationModel):
         check_decoder_args(encoder_depth, decoder_channels, decoder_use_norm)
         check_upsampling(upsampling)
         # The decoder works at stride 4, so the mask is upsampling / 4 times the (padded) input's size.
-        self._mask_scale = Fraction(str(upsampling)) / DECODER_STRIDE
+        self._upsampled_scale = Fraction(str(upsampling)) / DECODER_STRIDE
         self.set_input_padding(input_padding)
         self.encoder = get_encoder(
             encoder_name,
@@ -103,6 +100,7 @@ class UPerNet(SegmentationModel):
         self.name = f"upernet-{encoder_name}"
         self.initialize()
 
-    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
-        """Return ``mask`` (N, classes, *spatial), or ``(mask, label)`` with ``aux_params``."""
-        return forward_any_scale(self, x, scale=self._mask_scale)
+    @property
+    def mask_scale(self) -> Fraction:
+        """Mask size / (padded) input size: ``upsampling`` over the decoder's stride of 4."""
+        return self._upsampled_scale
