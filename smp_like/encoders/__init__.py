@@ -15,8 +15,21 @@ import torch.nn as nn
 from smp_like.encoders._base import EncoderMixin
 from smp_like.encoders._utils import inflate_state_dict
 from smp_like.encoders._weights import WeightsDownloadError, fetch_weights_file, read_state_dict
+from smp_like.encoders.deprecated import resolve_encoder_name
+from smp_like.encoders.densenet import densenet_encoders
+from smp_like.encoders.dpn import dpn_encoders
+from smp_like.encoders.efficientnet import efficientnet_encoders
+from smp_like.encoders.inceptionresnetv2 import inceptionresnetv2_encoders
+from smp_like.encoders.inceptionv4 import inceptionv4_encoders
 from smp_like.encoders.mix_transformer import mix_transformer_encoders
+from smp_like.encoders.mobilenet import mobilenet_encoders
+from smp_like.encoders.mobileone import mobileone_encoders
 from smp_like.encoders.resnet import resnet_encoders
+from smp_like.encoders.senet import senet_encoders
+from smp_like.encoders.timm_efficientnet import timm_efficientnet_encoders
+from smp_like.encoders.timm_sknet import timm_sknet_encoders
+from smp_like.encoders.vgg import vgg_encoders
+from smp_like.encoders.xception import xception_encoders
 
 __all__ = [
     "EncoderMixin",
@@ -34,8 +47,24 @@ __all__ = [
 TIMM_PREFIX = "tu-"
 
 encoders: Dict[str, Dict[str, Any]] = {}
-encoders.update(resnet_encoders)
-encoders.update(mix_transformer_encoders)
+# SMP's order of families, so listings read the same.
+for _family in (
+    resnet_encoders,
+    dpn_encoders,
+    vgg_encoders,
+    senet_encoders,
+    densenet_encoders,
+    inceptionresnetv2_encoders,
+    inceptionv4_encoders,
+    efficientnet_encoders,
+    mobilenet_encoders,
+    xception_encoders,
+    timm_efficientnet_encoders,
+    timm_sknet_encoders,
+    mix_transformer_encoders,
+    mobileone_encoders,
+):
+    encoders.update(_family)
 
 
 class UnknownEncoderError(ValueError, KeyError):
@@ -147,6 +176,7 @@ def get_encoder(
     """
     if output_stride not in (8, 16, 32):
         raise ValueError(f"`output_stride` must be one of (8, 16, 32), got {output_stride!r}")
+    name = resolve_encoder_name(name, encoders)  # SMP's deprecated timm-* names -> tu-*
     if isinstance(name, str) and name.startswith(TIMM_PREFIX):
         from smp_like.encoders.timm_universal import TimmUniversalEncoder
 
@@ -195,6 +225,7 @@ def get_encoder(
 
 def download_weights(name: str, weights: str = "imagenet") -> str:
     """Fetch the weights of ``name`` / ``weights`` into the cache ahead of time and return the local path."""
+    name = resolve_encoder_name(name, encoders)
     if name.startswith(TIMM_PREFIX):
         from smp_like.encoders.timm_universal import download_timm_weights
 
@@ -204,6 +235,7 @@ def download_weights(name: str, weights: str = "imagenet") -> str:
 
 def get_preprocessing_params(encoder_name: str, pretrained: str = "imagenet") -> Dict[str, Any]:
     """Input normalisation the weights were trained with: ``input_space``, ``input_range``, ``mean``, ``std``."""
+    encoder_name = resolve_encoder_name(encoder_name, encoders)
     if encoder_name.startswith(TIMM_PREFIX):
         from smp_like.encoders.timm_universal import timm_preprocessing_params
 

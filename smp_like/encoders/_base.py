@@ -31,6 +31,8 @@ class EncoderMixin:
     # Per-stage, per-axis down-sampling factors when an encoder was built with anisotropic ``strides``
     # (see ``normalize_stage_strides``); None means factor 2 on every axis of every stage.
     _stage_strides: Optional[StageStrides] = None
+    # (who, why) for encoders that cannot be dilated (as SMP refuses them): make_dilated raises, naming both.
+    _dilation_refusal: Optional[Tuple[str, str]] = None
     _dilated_stages: Tuple[int, ...] = ()
 
     @property
@@ -100,6 +102,14 @@ class EncoderMixin:
 
     def make_dilated(self, output_stride: int) -> None:
         """Replace the last strides by dilation so the deepest feature has stride ``output_stride`` (8 or 16)."""
+        if self._dilation_refusal is not None:
+            if output_stride == 32:
+                return
+            who, why = self._dilation_refusal
+            raise ValueError(
+                f"`output_stride`={output_stride!r} (dilated mode) is not supported by {who}: {why}; "
+                "use output_stride=32"
+            )
         if output_stride not in _DILATION_PLAN:
             raise ValueError(f"`output_stride` must be one of (8, 16, 32), got {output_stride!r}")
         stages = self.get_stages()

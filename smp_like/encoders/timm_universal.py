@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from smp_like.encoders._base import EncoderMixin
+from smp_like.encoders.deprecated import has_legacy_keys, remap_legacy_timm_keys
 
 DEFAULT_WEIGHTS = "imagenet"  # means "timm's default pretrained tag for this model"
 
@@ -169,6 +170,9 @@ class TimmUniversalEncoder(nn.Module, EncoderMixin):
         if duplicated:
             raise ValueError(f"arguments {duplicated} are set by smp_like; pass them through get_encoder's arguments")
         self.model = timm.create_model(resolved, **create_kwargs, **kwargs)
+        if has_legacy_keys(resolved):
+            # Old native timm-* encoders of SMP stored keys without `model.`: renamed on load (deprecated.py).
+            self.register_load_state_dict_pre_hook(remap_legacy_timm_keys)
 
         channels = list(self.model.feature_info.channels())
         chosen = [reductions[i] for i in indices]

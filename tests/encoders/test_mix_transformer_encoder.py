@@ -4,10 +4,10 @@ from contextlib import contextmanager
 from unittest import mock
 
 import pytest
+import segmentation_models_pytorch as smp_oracle
 import torch
 from safetensors.torch import save
 
-import segmentation_models_pytorch as smp_oracle
 import smp_like as smp
 from smp_like.encoders import encoders, get_encoder
 from smp_like.encoders.mix_transformer import MixVisionTransformerEncoder, mix_transformer_encoders

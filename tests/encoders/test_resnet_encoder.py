@@ -1,10 +1,10 @@
 """ResNet family: SMP parity of keys and features, in_channels adaptation, 2D -> 3D inflation, dilation."""
 
 import pytest
+import segmentation_models_pytorch as smp_oracle
 import torch
 import torch.nn.functional as F
 
-import segmentation_models_pytorch as smp_oracle
 import smp_like
 from smp_like.encoders import get_encoder
 from smp_like.encoders._utils import inflate_state_dict

@@ -1,9 +1,9 @@
 """tu-<timm model>: reduction patterns, NHWC handling, tags, errors; SMP parity of keys and features."""
 
 import pytest
+import segmentation_models_pytorch as smp_oracle
 import torch
 
-import segmentation_models_pytorch as smp_oracle
 from smp_like.encoders import get_encoder
 from smp_like.encoders.timm_universal import TimmUniversalEncoder, resolve_timm_name
 

@@ -5,10 +5,10 @@ import io
 import warnings
 
 import pytest
+import segmentation_models_pytorch as smp_oracle
 import torch
 import torch.nn.functional as F
 
-import segmentation_models_pytorch as smp_oracle
 import smp_like as smp
 from smp_like.encoders import get_encoder
 from smp_like.encoders.timm_universal import TimmUniversalEncoder, is_plain_vit
