@@ -23,6 +23,10 @@ _LAZY_ATTRS = {
     "PAN": ("smp_like.decoders.pan.model", "PAN"),
     "UPerNet": ("smp_like.decoders.upernet.model", "UPerNet"),
     "Segformer": ("smp_like.decoders.segformer.model", "Segformer"),
+    "HSeM": ("smp_like.decoders.hierarchical.model", "HSeM"),
+    "ClM": ("smp_like.decoders.classification.model", "ClM"),
+    "StackedHourglass": ("smp_like.decoders.hourglass.model", "StackedHourglass"),
+    "DiffusionScheduler": ("smp_like.generative.diffusion.scheduler", "DiffusionScheduler"),
     "DPT": ("smp_like.decoders.dpt.model", "DPT"),
     "SegmentationModel": ("smp_like.base.model", "SegmentationModel"),
     "SegmentationHead": ("smp_like.base.heads", "SegmentationHead"),
@@ -32,7 +36,7 @@ _LAZY_ATTRS = {
     "pad_to_stride": ("smp_like.base.strides", "pad_to_stride"),
     "crop_to_shape": ("smp_like.base.strides", "crop_to_shape"),
 }
-_LAZY_MODULES = {"encoders", "decoders", "base", "losses", "metrics", "datasets", "training"}
+_LAZY_MODULES = {"encoders", "decoders", "base", "losses", "metrics", "datasets", "training", "generative"}
 
 __all__ = sorted(list(_LAZY_ATTRS) + list(_LAZY_MODULES) + ["__version__"])
 

@@ -74,7 +74,9 @@ class SegmentationModel(nn.Module, HubMixin):
         encoder = getattr(self, "encoder", None)
         reductions = getattr(encoder, "reductions", ())
         if not self.supports_anisotropic_strides and any(isinstance(r, tuple) for r in reductions):
-            capable = sorted(c.__name__ for c in MODEL_REGISTRY.values() if c.supports_anisotropic_strides)
+            capable = sorted(
+                c.__name__ for c in MODEL_REGISTRY.values() if getattr(c, "supports_anisotropic_strides", False)
+            )
             raise ValueError(
                 f"{type(self).__name__} needs the same encoder stride on every axis, but the encoder was built with "
                 f"anisotropic `strides` (reductions {reductions}); architectures that accept them: {capable}"

@@ -15,6 +15,7 @@ from .kl import KLDivergenceLoss, kl_divergence_to_standard_normal
 from .lovasz import LovaszLoss
 from .mcc import MCCLoss
 from .overlap import DiceLoss, JaccardLoss, TverskyLoss
+from .pyramid import PyramidLoss
 from .regression import L1Loss, MSELoss
 from .soft_bce import SoftBCEWithLogitsLoss
 from .soft_ce import SoftCrossEntropyLoss
@@ -34,6 +35,7 @@ __all__ = [
     "SoftBCEWithLogitsLoss",
     "SoftCrossEntropyLoss",
     "MCCLoss",
+    "PyramidLoss",
     "SSIMLoss",
     "ssim",
     "KLDivergenceLoss",

@@ -1,0 +1,1 @@
+"""Classification model (Flemme's ClM): encoder + global pooling + MLP head."""

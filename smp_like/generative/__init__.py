@@ -1,0 +1,28 @@
+"""Generative wrappers built from smp_like encoder/decoder pairs (diffusion scheduler, ...).
+
+Names are resolved on first access (PEP 562), so importing this package builds nothing.
+"""
+
+from importlib import import_module
+from typing import Any
+
+# public name -> submodule (relative to this package) that defines it
+_LAZY: dict[str, str] = {
+    "DiffusionScheduler": ".diffusion",
+    "SchedulerStepOutput": ".diffusion",
+    "classifier_free_guidance": ".diffusion",
+}
+
+__all__ = ["DiffusionScheduler", "SchedulerStepOutput", "classifier_free_guidance"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
