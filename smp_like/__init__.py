@@ -27,6 +27,8 @@ _LAZY_ATTRS = {
     "ClM": ("smp_like.decoders.classification.model", "ClM"),
     "StackedHourglass": ("smp_like.decoders.hourglass.model", "StackedHourglass"),
     "DiffusionScheduler": ("smp_like.generative.diffusion.scheduler", "DiffusionScheduler"),
+    "AE": ("smp_like.generative.autoencoder", "AE"),
+    "VAE": ("smp_like.generative.autoencoder", "VAE"),
     "DPT": ("smp_like.decoders.dpt.model", "DPT"),
     "SegmentationModel": ("smp_like.base.model", "SegmentationModel"),
     "SegmentationHead": ("smp_like.base.heads", "SegmentationHead"),

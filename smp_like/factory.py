@@ -8,6 +8,7 @@ import torch.nn as nn
 
 def _registry() -> dict:
     import smp_like.decoders  # noqa: F401  (importing registers every architecture)
+    import smp_like.generative.autoencoder  # noqa: F401  (AE, VAE)
     from smp_like.base.model import MODEL_REGISTRY
 
     return MODEL_REGISTRY

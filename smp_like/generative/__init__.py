@@ -11,9 +11,12 @@ _LAZY: dict[str, str] = {
     "DiffusionScheduler": ".diffusion",
     "SchedulerStepOutput": ".diffusion",
     "classifier_free_guidance": ".diffusion",
+    "AE": ".autoencoder",
+    "VAE": ".autoencoder",
+    "NoSkipDecoder": ".autoencoder",
 }
 
-__all__ = ["DiffusionScheduler", "SchedulerStepOutput", "classifier_free_guidance"]
+__all__ = sorted(_LAZY)
 
 
 def __getattr__(name: str) -> Any:
