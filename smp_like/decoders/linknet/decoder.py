@@ -59,9 +59,12 @@ class LinknetDecoderBlock(nn.Module):
     def forward(self, x: torch.Tensor, skip: Optional[torch.Tensor] = None) -> torch.Tensor:
         x = self.block(x)
         if skip is not None:
-            # Same size already for padded inputs (an exact no-op then); the explicit resize lets torch.export
-            # see the two sizes are equal without a guard it cannot prove.
-            x = F.interpolate(x, size=skip.shape[2:], mode="nearest")
+            # Same size already for padded inputs. While tracing, the explicit resize lets torch.export see the
+            # two sizes are equal without a guard it cannot prove; in eager mode it would only cost a copy.
+            if torch.jit.is_scripting():
+                x = F.interpolate(x, size=skip.shape[2:], mode="nearest")
+            elif torch.compiler.is_compiling() or x.shape[2:] != skip.shape[2:]:
+                x = F.interpolate(x, size=skip.shape[2:], mode="nearest")
             x = x + skip
         return x
 
