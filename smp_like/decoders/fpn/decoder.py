@@ -7,7 +7,7 @@ then goes through conv3x3-GroupNorm-ReLU blocks, up-sampling x2 after each, unti
 et al. 2019, sec. 3); the four maps are summed (or concatenated) and passed through spatial dropout.
 """
 
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -179,6 +179,10 @@ class FPNDecoder(nn.Module):
     def forward(self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
         if time_emb is not None:
             raise ValueError("FPNDecoder does not take a time embedding")
+        return self.forward_stages(features)[0]
+
+    def forward_stages(self, features: List[torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        """Return the output and the pyramid levels ``p5, p4, p3, p2`` (coarse to fine; for deep supervision)."""
         c2, c3, c4, c5 = features[-4:]
         p5 = self.p5(c5)
         p4 = self.p4(p5, c4)
@@ -188,4 +192,4 @@ class FPNDecoder(nn.Module):
         # Level k (p5: 3 steps, ..., p2: 0) is brought to p2's size through the finer levels' sizes.
         levels = (p5, p4, p3, p2)
         outputs = [block(p, sizes[3 - n :]) for block, p, n in zip(self.seg_blocks, levels, (3, 2, 1, 0))]
-        return self.dropout(self.merge(outputs))
+        return self.dropout(self.merge(outputs)), [p5, p4, p3, p2]

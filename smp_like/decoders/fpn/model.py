@@ -5,16 +5,18 @@ Like SMP, the head keeps its fixed ``upsampling``, so at encoder depth 3 the mas
 """
 
 from fractions import Fraction
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, List, Optional, Union
 
 from smp_like.base import nd
 from smp_like.base.heads import SegmentationHead, build_classification_head, check_upsampling
+from smp_like.base.hub import HubMixin
 from smp_like.base.model import SegmentationModel
 from smp_like.decoders.fpn.decoder import GROUP_NORM_GROUPS, FPNDecoder
+from smp_like.decoders.hierarchical.deep_supervision import DeepSupervisionMixin
 from smp_like.encoders import get_encoder
 
 
-class FPN(SegmentationModel):
+class FPN(DeepSupervisionMixin, SegmentationModel):
     """FPN (Lin et al. 2017) with Kirillov et al.'s (2019) semantic segmentation branch, as in SMP.
 
     Sizes are padded to a multiple of the encoder's output stride and the mask is cropped back. At encoder
@@ -40,6 +42,10 @@ class FPN(SegmentationModel):
         spatial_dims: 2 for images, 3 for volumes.
         input_padding: ``F.pad`` mode used to pad inputs to a multiple of the output stride, or None to require
             divisible sizes (SMP's behaviour).
+        deep_supervision: add a 1x1 side head on every decoder stage (the pyramid levels ``p5 .. p2``); in training
+            mode ``forward`` then returns ``(main, sides)`` (see
+            :mod:`smp_like.decoders.hierarchical.deep_supervision`). Eager mode only (no TorchScript). Off by
+            default, which keeps SMP's modules, state-dict keys and outputs.
         **kwargs: passed to the encoder (e.g. ``output_stride``).
 
     Returns (forward):
@@ -51,6 +57,9 @@ class FPN(SegmentationModel):
     """
 
     requires_divisible_input_shape = True
+
+    # config.json leaves deep_supervision out while False, so SMP can still load the folder.
+    _extension_defaults = {**HubMixin._extension_defaults, "deep_supervision": False}
 
     def __init__(
         self,
@@ -69,6 +78,7 @@ class FPN(SegmentationModel):
         aux_params: Optional[dict] = None,
         spatial_dims: int = 2,
         input_padding: Optional[str] = "constant",
+        deep_supervision: bool = False,
         **kwargs: Any,
     ):
         super().__init__()
@@ -117,6 +127,9 @@ class FPN(SegmentationModel):
         self.classification_head = build_classification_head(
             aux_params, self.encoder.out_channels[-1], spatial_dims=spatial_dims
         )
+        self.init_side_heads(
+            deep_supervision, [decoder_pyramid_channels] * 4, classes, activation, decoder_interpolation, spatial_dims
+        )
         self.name = f"fpn-{encoder_name}"
         self.initialize()
 
@@ -135,3 +148,6 @@ class FPN(SegmentationModel):
         one_channel_groups = self.decoder.segmentation_channels == GROUP_NORM_GROUPS
         return self.output_stride * (2 if one_channel_groups else 1)
 
+    def stage_reductions(self) -> List[Any]:
+        """Reductions of the pyramid levels p5, p4, p3, p2 (the last four encoder features), coarse to fine."""
+        return list(self.encoder.reductions)[-4:][::-1]

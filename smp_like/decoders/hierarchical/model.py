@@ -8,15 +8,14 @@ main output has the input's size for any input size (2D and 3D), not a fixed ``i
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from smp_like.base import nd
 from smp_like.base.heads import SegmentationHead
-from smp_like.base.initialization import initialize_decoder, initialize_head
+from smp_like.base.initialization import initialize_decoder
 from smp_like.base.model import SegmentationModel
-from smp_like.base.modules import Activation
 from smp_like.decoders.hierarchical.decoder import HierarchicalDecoder, PyramidFusion
+from smp_like.decoders.hierarchical.deep_supervision import DeepSupervisionMixin
 from smp_like.encoders import get_encoder
 
 
@@ -24,7 +23,7 @@ def _resize(x: torch.Tensor, size: List[int], mode: str) -> torch.Tensor:
     return x if list(x.shape[2:]) == list(size) else F.interpolate(x, size=size, mode=mode)
 
 
-class HSeM(SegmentationModel):
+class HSeM(DeepSupervisionMixin, SegmentationModel):
     """Hierarchical segmentation model: encoder -> pyramid decoder -> side heads + fusion -> main output.
 
     The decoder keeps every stage's output, coarse to fine. A 1x1 side head per stage gives ``classes`` channels at
@@ -97,8 +96,6 @@ class HSeM(SegmentationModel):
             fusion_channels = decoder_channels[-1]
         if isinstance(fusion_channels, bool) or not isinstance(fusion_channels, int) or fusion_channels < 1:
             raise ValueError(f"`fusion_channels` must be None or a positive int, got {fusion_channels!r}")
-        if not isinstance(side_heads, bool):
-            raise TypeError(f"`side_heads` must be True or False, got {side_heads!r}")
         self.encoder = get_encoder(
             encoder_name,
             in_channels=in_channels,
@@ -120,11 +117,8 @@ class HSeM(SegmentationModel):
         self.segmentation_head = SegmentationHead(
             in_channels=fusion_channels, out_channels=classes, activation=activation, spatial_dims=spatial_dims
         )
-        conv = nd.conv_type(spatial_dims)
-        self.side_heads = (
-            nn.ModuleList(nn.Sequential(conv(c, classes, 1), Activation(activation)) for c in decoder_channels)
-            if side_heads
-            else None
+        self.init_side_heads(
+            side_heads, decoder_channels, classes, activation, decoder_interpolation, spatial_dims, name="side_heads"
         )
         self.classification_head = None
         self._interpolation = nd.interpolation_mode(decoder_interpolation, spatial_dims)
@@ -134,19 +128,6 @@ class HSeM(SegmentationModel):
     def initialize(self) -> None:
         super().initialize()
         initialize_decoder(self.fusion)
-        if self.side_heads is not None:
-            for head in self.side_heads:
-                initialize_head(head)
-
-    @property
-    def stage_strides(self) -> List[Tuple[int, ...]]:
-        """Per-axis stride of each decoder stage (and side output), coarse to fine."""
-        reductions = list(self.encoder.reductions)[: len(self.decoder.blocks)][::-1]
-        return [nd.as_tuple(r, self.spatial_dims, "reductions") for r in reductions]
-
-    def side_output_sizes(self, input_size: Sequence[int]) -> List[List[int]]:
-        """Spatial size of each side output for an input of ``input_size``: ``ceil(size / stride)`` per axis."""
-        return [[-(-int(s) // r) for s, r in zip(input_size, stride)] for stride in self.stage_strides]
 
     def forward(self, x: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, List[torch.Tensor]]]:  # type: ignore[override]
         """Return ``(main, sides)`` in training mode with side heads, else ``main`` (see the class docstring)."""
@@ -156,9 +137,5 @@ class HSeM(SegmentationModel):
         main = _resize(self.segmentation_head(self.fusion(stages)), size, self._interpolation)
         if not self.training or self.side_heads is None:
             return main
-        # An encoder whose features are not ceil(size / stride) (unusual padding) is resized to the exact size.
-        sides = [
-            _resize(head(stage), target, self._interpolation)
-            for head, stage, target in zip(self.side_heads, stages, self.side_output_sizes(size))
-        ]
-        return main, sides
+        # Side heads, sizes and the exact-size fix-up are shared with Unet / UnetPlusPlus / FPN (DeepSupervisionMixin).
+        return main, self.side_outputs(stages, size)

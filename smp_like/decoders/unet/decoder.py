@@ -1,6 +1,6 @@
 """U-Net decoder (Ronneberger et al. 2015): upsample, concatenate the skip of the same stride, two convs."""
 
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -83,11 +83,17 @@ class UnetDecoder(nn.Module):
     def forward(self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
         if time_emb is not None:
             raise ValueError("UnetDecoder does not take a time embedding")
+        return self.forward_stages(features)[0]
+
+    def forward_stages(self, features: List[torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        """Return the output and every block's output, coarse to fine (for deep supervision)."""
         sizes = [list(f.shape[2:]) for f in features][::-1]
         deep_to_shallow = features[1:][::-1]
         skips = deep_to_shallow[1:]
         x = self.center(deep_to_shallow[0])
+        stages: List[torch.Tensor] = []
         for i, block in enumerate(self.blocks):
             skip = skips[i] if i < len(skips) else None
             x = block(x, sizes[i + 1], skip)
-        return x
+            stages.append(x)
+        return x, stages

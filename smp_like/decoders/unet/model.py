@@ -5,12 +5,14 @@ from typing import Any, Callable, Dict, Optional, Sequence, Union
 
 from smp_like.base import nd
 from smp_like.base.heads import SegmentationHead, build_classification_head
+from smp_like.base.hub import HubMixin
 from smp_like.base.model import SegmentationModel
+from smp_like.decoders.hierarchical.deep_supervision import DeepSupervisionMixin
 from smp_like.decoders.unet.decoder import UnetDecoder
 from smp_like.encoders import get_encoder
 
 
-class Unet(SegmentationModel):
+class Unet(DeepSupervisionMixin, SegmentationModel):
     """U-Net: an encoder, a decoder that fuses every skip, a segmentation head and an optional aux head.
 
     Any input size works: each decoder block resizes to the size of its skip, and the last one to the input's.
@@ -29,6 +31,9 @@ class Unet(SegmentationModel):
         activation: activation after the head (``"sigmoid"``, ``"softmax"``, ... or None).
         aux_params: dict for the classification head (``classes``, ``pooling``, ``dropout``, ``activation``).
         spatial_dims: 2 for images, 3 for volumes.
+        deep_supervision: add a 1x1 side head on every decoder stage; in training mode ``forward`` then returns
+            ``(main, sides)`` (see :mod:`smp_like.decoders.hierarchical.deep_supervision`). Eager mode only (no
+            TorchScript). Off by default, which keeps SMP's modules, state-dict keys and outputs.
         **kwargs: passed to the encoder (e.g. ``output_stride``).
 
     Returns (forward):
@@ -38,6 +43,9 @@ class Unet(SegmentationModel):
     requires_divisible_input_shape = False
 
     supports_anisotropic_strides = True
+
+    # config.json leaves deep_supervision out while False, so SMP can still load the folder.
+    _extension_defaults = {**HubMixin._extension_defaults, "deep_supervision": False}
 
     def __init__(
         self,
@@ -53,6 +61,7 @@ class Unet(SegmentationModel):
         activation: Union[str, Callable, None] = None,
         aux_params: Optional[dict] = None,
         spatial_dims: int = 2,
+        deep_supervision: bool = False,
         **kwargs: Any,
     ):
         super().__init__()
@@ -97,6 +106,9 @@ class Unet(SegmentationModel):
         )
         self.classification_head = build_classification_head(
             aux_params, self.encoder.out_channels[-1], spatial_dims=spatial_dims
+        )
+        self.init_side_heads(
+            deep_supervision, decoder_channels, classes, activation, decoder_interpolation, spatial_dims
         )
         self.name = f"u-{encoder_name}"
         self.initialize()

@@ -8,7 +8,7 @@ top-row nodes that produce ``decoder_channels``. Each node is a U-Net decoder bl
 segmentation_models_pytorch; every layer is n-d (2D and 3D).
 """
 
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -117,6 +117,10 @@ class UnetPlusPlusDecoder(nn.Module):
     def forward(self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
         if time_emb is not None:
             raise ValueError("UnetPlusPlusDecoder does not take a time embedding")
+        return self.forward_stages(features)[0]
+
+    def forward_stages(self, features: List[torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        """Return the output and the top-row nodes ``x_0_0 .. x_0_{n-1}``, coarse to fine (for deep supervision)."""
         output_size = list(features[0].shape[2:])
         f = features[1:][::-1]  # deepest first; self.center is deliberately not applied (see CenterBlock)
         nodes: Dict[str, torch.Tensor] = {}
@@ -133,4 +137,9 @@ class UnetPlusPlusDecoder(nn.Module):
                     )
         last = f"x_0_{self.depth}"
         previous = nodes[f"x_0_{self.depth - 1}"] if self.depth > 0 else f[0]
-        return self.blocks[last](previous, output_size)
+        out = self.blocks[last](previous, output_size)
+        stages: List[torch.Tensor] = []
+        for j in range(self.depth):
+            stages.append(nodes[f"x_0_{j}"])
+        stages.append(out)
+        return out, stages

@@ -5,8 +5,10 @@ from typing import Any, Callable, Dict, Optional, Sequence, Union
 
 from smp_like.base import nd
 from smp_like.base.heads import SegmentationHead, build_classification_head
+from smp_like.base.hub import HubMixin
 from smp_like.base.model import SegmentationModel
 from smp_like.base.modules import ATTENTION_TYPES, parse_norm
+from smp_like.decoders.hierarchical.deep_supervision import DeepSupervisionMixin
 from smp_like.decoders.unetplusplus.decoder import UnetPlusPlusDecoder
 from smp_like.encoders import get_encoder
 
@@ -18,7 +20,7 @@ def _is_positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
-class UnetPlusPlus(SegmentationModel):
+class UnetPlusPlus(DeepSupervisionMixin, SegmentationModel):
     """UNet++ (Zhou et al. 2018): a U-Net whose skips are nested, dense convolution pathways.
 
     Inputs of any size are padded at their end to a multiple of the encoder's output stride and the mask is
@@ -40,6 +42,10 @@ class UnetPlusPlus(SegmentationModel):
         spatial_dims: 2 for images, 3 for volumes.
         input_padding: ``F.pad`` mode used to pad inputs to a multiple of the output stride (the mask is cropped
             back), or None to raise SMP's error for such inputs.
+        deep_supervision: add a 1x1 side head on every decoder stage (the top-row nodes ``x_0_j``); in training mode
+            ``forward`` then returns ``(main, sides)`` (see :mod:`smp_like.decoders.hierarchical.deep_supervision`).
+            Eager mode only (no TorchScript). Off by default, which keeps SMP's modules, state-dict keys and
+            outputs.
         **kwargs: passed to the encoder (e.g. ``output_stride``).
 
     Returns (forward):
@@ -52,6 +58,9 @@ class UnetPlusPlus(SegmentationModel):
     requires_divisible_input_shape = True
 
     supports_anisotropic_strides = True
+
+    # config.json leaves deep_supervision out while False, so SMP can still load the folder.
+    _extension_defaults = {**HubMixin._extension_defaults, "deep_supervision": False}
 
     def __init__(
         self,
@@ -68,6 +77,7 @@ class UnetPlusPlus(SegmentationModel):
         aux_params: Optional[dict] = None,
         spatial_dims: int = 2,
         input_padding: Optional[str] = "constant",
+        deep_supervision: bool = False,
         **kwargs: Any,
     ):
         super().__init__()
@@ -123,6 +133,9 @@ class UnetPlusPlus(SegmentationModel):
         )
         self.classification_head = build_classification_head(
             aux_params, self.encoder.out_channels[-1], spatial_dims=spatial_dims
+        )
+        self.init_side_heads(
+            deep_supervision, decoder_channels, classes, activation, decoder_interpolation, spatial_dims
         )
         self.name = f"unetplusplus-{encoder_name}"
         self.initialize()
