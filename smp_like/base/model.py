@@ -17,6 +17,29 @@ from smp_like.base.strides import PAD_MODES, crop_to_shape, pad_to_size, pad_to_
 MODEL_REGISTRY: Dict[str, type] = {}
 
 
+def check_image_batch(x: Any, spatial_dims: int, in_channels: int) -> None:
+    """Validate a channels-first batch: a tensor of rank ``spatial_dims + 2`` with ``in_channels`` channels.
+
+    Shared by every model's input check, so the messages are the same everywhere.
+
+    Raises:
+        TypeError: if ``x`` is not a tensor.
+        ValueError: naming the expected rank (and layout) or channel count.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
+    layout = "(N, C, H, W)" if spatial_dims == 2 else "(N, C, D, H, W)"
+    if x.dim() != spatial_dims + 2:
+        raise ValueError(
+            f"input must have {spatial_dims + 2} dims {layout} for a model with spatial_dims={spatial_dims}, "
+            f"got shape {tuple(x.shape)}"
+        )
+    if x.shape[1] != in_channels:
+        raise ValueError(
+            f"input must have {in_channels} channels (in_channels={in_channels}), got shape {tuple(x.shape)}"
+        )
+
+
 class SegmentationModel(nn.Module, HubMixin):
     """Base class of every segmentation architecture.
 
@@ -124,18 +147,7 @@ class SegmentationModel(nn.Module, HubMixin):
             TypeError: if ``x`` is not a tensor.
             ValueError: naming what is wrong and, for sizes, the size to pad to.
         """
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
-        dims = self.spatial_dims
-        layout = "(N, C, H, W)" if dims == 2 else "(N, C, D, H, W)"
-        if x.dim() != dims + 2:
-            raise ValueError(
-                f"input must have {dims + 2} dims {layout} for a model with spatial_dims={dims}, "
-                f"got shape {tuple(x.shape)}"
-            )
-        expected = self.encoder.in_channels
-        if x.shape[1] != expected:
-            raise ValueError(f"input must have {expected} channels (in_channels={expected}), got shape {tuple(x.shape)}")
+        check_image_batch(x, self.spatial_dims, self.encoder.in_channels)
         if self.requires_divisible_input_shape and self.input_padding is None:
             stride = self.input_stride
             sizes = tuple(x.shape[2:])

@@ -15,7 +15,7 @@ from smp_like.base import nd
 from smp_like.base.heads import POOLINGS
 from smp_like.base.hub import HubMixin
 from smp_like.base.initialization import initialize_head
-from smp_like.base.model import MODEL_REGISTRY
+from smp_like.base.model import MODEL_REGISTRY, check_image_batch
 from smp_like.base.modules import Activation
 from smp_like.encoders import get_encoder
 
@@ -127,18 +127,8 @@ class ClM(nn.Module, HubMixin):
             TypeError: if ``x`` is not a tensor.
             ValueError: for a wrong rank or channel count.
         """
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
-        dims = self.spatial_dims
-        layout = "(N, C, H, W)" if dims == 2 else "(N, C, D, H, W)"
-        if x.dim() != dims + 2:
-            raise ValueError(
-                f"input must have {dims + 2} dims {layout} for a model with spatial_dims={dims}, "
-                f"got shape {tuple(x.shape)}"
-            )
-        expected = self.encoder.in_channels
-        if x.shape[1] != expected:
-            raise ValueError(f"input must have {expected} channels (in_channels={expected}), got shape {tuple(x.shape)}")
+        check_image_batch(x, self.spatial_dims, self.encoder.in_channels)
+
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled deepest encoder feature, (N, encoder.out_channels[-1])."""
