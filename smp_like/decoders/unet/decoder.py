@@ -83,17 +83,22 @@ class UnetDecoder(nn.Module):
     def forward(self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
         if time_emb is not None:
             raise ValueError("UnetDecoder does not take a time embedding")
-        return self.forward_stages(features)[0]
+        return self._run(features, keep_stages=False)[0]
 
     def forward_stages(self, features: List[torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         """Return the output and every block's output, coarse to fine (for deep supervision)."""
+        return self._run(features, keep_stages=True)
+
+    def _run(self, features: List[torch.Tensor], keep_stages: bool) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         sizes = [list(f.shape[2:]) for f in features][::-1]
         deep_to_shallow = features[1:][::-1]
         skips = deep_to_shallow[1:]
         x = self.center(deep_to_shallow[0])
+        # Only kept when asked: holding every block's output would raise the peak memory of a plain forward.
         stages: List[torch.Tensor] = []
         for i, block in enumerate(self.blocks):
             skip = skips[i] if i < len(skips) else None
             x = block(x, sizes[i + 1], skip)
-            stages.append(x)
+            if keep_stages:
+                stages.append(x)
         return x, stages
