@@ -2,9 +2,9 @@
 
 
 import pytest
+import segmentation_models_pytorch as smp_oracle
 import torch
 
-import segmentation_models_pytorch as smp_oracle
 import smp_like as smp
 
 # Small but complete configurations (resnet18, narrow decoders) keep each build well under a second.

@@ -4,20 +4,16 @@ import inspect
 import warnings
 
 import pytest
-import torch
-
 import segmentation_models_pytorch as smp_oracle
+import torch
+from decoder_testing import eval_out
+
 import smp_like as smp
 from smp_like.decoders.dpt.decoder import DPTDecoder
 
 # tu-test_vit: 6 blocks, width 64, /16 patches, one class token — the smallest ViT SMP's DPT takes.
 SMALL = dict(encoder_name="tu-test_vit", decoder_intermediate_channels=(16, 32, 48, 64), decoder_fusion_channels=16)
 AUX = dict(classes=4, dropout=0.2, pooling="max", activation="sigmoid")
-
-
-def eval_out(model, x):
-    with torch.no_grad():
-        return model.eval()(x)
 
 
 def assert_same_outputs(a, b, atol=1e-5):

@@ -4,28 +4,15 @@ input size (including below SMP's minimum), 3D, strict mode and errors for bad i
 import warnings
 
 import pytest
+import segmentation_models_pytorch as smp_oracle
 import torch
 import torch.nn.functional as F
+from decoder_testing import assert_same_outputs, eval_out
 
-import segmentation_models_pytorch as smp_oracle
 import smp_like as smp
 
 ENCODERS = ["resnet18", "resnet34", "tu-test_resnet"]
 SMALL = dict(decoder_channels=16)
-
-
-def eval_out(model, x):
-    with torch.no_grad():
-        return model.eval()(x)
-
-
-def assert_same_outputs(a, b, atol=1e-5):
-    if isinstance(a, tuple):
-        assert isinstance(b, tuple) and len(a) == len(b)
-        for x, y in zip(a, b):
-            torch.testing.assert_close(x, y, rtol=0, atol=atol)
-    else:
-        torch.testing.assert_close(a, b, rtol=0, atol=atol)
 
 
 def randomize_norm_statistics(model):

@@ -5,28 +5,15 @@ import re
 import warnings
 
 import pytest
-import torch
-
 import segmentation_models_pytorch as smp_oracle
+import torch
+from decoder_testing import assert_same_outputs, eval_out
+
 import smp_like as smp
 from smp_like.decoders.unetplusplus.decoder import UnetPlusPlusDecoder
 
 ENCODERS = ["resnet18", "resnet34", "tu-test_resnet"]
 SMALL = dict(decoder_channels=(32, 16, 16, 8, 8))
-
-
-def eval_out(model, x):
-    with torch.no_grad():
-        return model.eval()(x)
-
-
-def assert_same_outputs(a, b, atol=1e-5):
-    if isinstance(a, tuple):
-        assert isinstance(b, tuple) and len(a) == len(b)
-        for x, y in zip(a, b):
-            torch.testing.assert_close(x, y, rtol=0, atol=atol)
-    else:
-        torch.testing.assert_close(a, b, rtol=0, atol=atol)
 
 
 def randomize_norms(model):

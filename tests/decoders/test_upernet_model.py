@@ -1,26 +1,14 @@
 """UPerNet: SMP conformance (CNN, timm and MiT encoders, norm forms), SMP folders, any size, 3D, errors."""
 
 import pytest
-import torch
-
 import segmentation_models_pytorch as smp_oracle
+import torch
+from decoder_testing import assert_same_outputs, eval_out
+
 import smp_like as smp
 
 ENCODERS = ["resnet18", "resnet34", "tu-test_resnet", "mit_b0"]
 AUX = dict(classes=4, dropout=0.2, pooling="max", activation="sigmoid")
-
-
-def eval_out(model, x):
-    with torch.no_grad():
-        return model.eval()(x)
-
-
-def assert_same_outputs(a, b, atol=1e-5):
-    a, b = (a, b) if isinstance(a, tuple) else ((a,), (b,))
-    assert len(a) == len(b)
-    for x, y in zip(a, b):
-        assert x.shape == y.shape
-        torch.testing.assert_close(x, y, rtol=0, atol=atol)
 
 
 def randomise_norms(model):
