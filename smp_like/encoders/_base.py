@@ -119,6 +119,19 @@ class EncoderMixin:
         self._output_stride = output_stride
         self._dilated_stages = tuple(_DILATION_PLAN[output_stride])
 
+    def enable_time_embedding(self, embedding_dim: int, mode: str = "gate_bias") -> None:
+        """Give every block an :class:`~smp_like.base.embedding.EmbeddingInjection` of width ``embedding_dim``, so
+        ``forward(x, time_emb)`` injects ``time_emb`` (N, embedding_dim) by ``mode`` (``gate_bias``, ``gate``,
+        ``bias`` or ``cross_attention``). Time-aware encoders (``supports_time_embedding = True``) override this.
+
+        Raises:
+            ValueError: for an encoder that cannot take a time embedding.
+        """
+        raise ValueError(
+            f"{type(self).__name__} cannot take a time embedding (supports_time_embedding=False); a diffusion model "
+            "built on it injects the embedding into its decoder blocks only"
+        )
+
     def _check_time_embedding(self, time_emb: Optional[torch.Tensor]) -> None:
         # TorchScript sees no class attributes: scripted encoders that take embeddings override this method.
         if torch.jit.is_scripting():
