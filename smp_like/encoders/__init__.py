@@ -19,6 +19,10 @@ from smp_like.encoders.deprecated import resolve_encoder_name
 from smp_like.encoders.densenet import densenet_encoders
 from smp_like.encoders.dpn import dpn_encoders
 from smp_like.encoders.efficientnet import efficientnet_encoders
+from smp_like.encoders.flemme_cnn import flemme_cnn_encoders
+from smp_like.encoders.flemme_swin import flemme_swin_encoders
+from smp_like.encoders.flemme_vit import flemme_vit_encoders
+from smp_like.encoders.flemme_vmamba import flemme_vmamba_encoders
 from smp_like.encoders.inceptionresnetv2 import inceptionresnetv2_encoders
 from smp_like.encoders.inceptionv4 import inceptionv4_encoders
 from smp_like.encoders.mix_transformer import mix_transformer_encoders
@@ -63,6 +67,11 @@ for _family in (
     timm_sknet_encoders,
     mix_transformer_encoders,
     mobileone_encoders,
+    # The Flemme families (issue 5): random initialisation only, 2D and 3D, any input size, time-aware.
+    flemme_cnn_encoders,
+    flemme_vit_encoders,
+    flemme_swin_encoders,
+    flemme_vmamba_encoders,
 ):
     encoders.update(_family)
 
