@@ -141,7 +141,9 @@ class HubMixin:
 
     _model_config: Dict[str, Any]
     # smp_like-only arguments left out of config.json while at their default, so SMP can load the folder too.
-    _extension_defaults: Dict[str, Any] = {"spatial_dims": 2, "input_padding": "constant"}
+    _extension_defaults: Dict[str, Any] = {
+        "spatial_dims": 2, "input_padding": "constant", "time_embedding_dim": None, "time_injection": "gate_bias"
+    }
 
     def get_config(self) -> Dict[str, Any]:
         """Constructor arguments plus ``_model_class``, as written to ``config.json``."""
@@ -227,7 +229,9 @@ class HubMixin:
         config = load_config(pretrained_model_name_or_path, **hub)
         saved_class = model_class_for(config.pop(CLASS_KEY))
         if cls is not saved_class and cls.__name__ not in ("SegmentationModel", "HubMixin"):
-            if not issubclass(saved_class, cls):
+            if saved_class.__name__ in getattr(cls, "_loads_checkpoints_of", ()):
+                saved_class = cls  # the same weights under another class (e.g. a DDPM checkpoint sampled by DDIM)
+            elif not issubclass(saved_class, cls):
                 raise ValueError(
                     f"{pretrained_model_name_or_path} holds a {saved_class.__name__}, not a {cls.__name__}; "
                     f"use {saved_class.__name__}.from_pretrained or smp_like.from_pretrained"

@@ -1,9 +1,10 @@
 """SegmentationModel: encoder -> decoder -> segmentation head (+ optional classification head)."""
 
+import contextlib
 import functools
 import inspect
 from fractions import Fraction
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 
 from smp_like.base.hub import HubMixin
 from smp_like.base.initialization import initialize_decoder, initialize_head
+from smp_like.base.time_conditioning import attach_time_embedding, set_decoder_embedding
 from smp_like.base.strides import PAD_MODES, crop_to_shape, pad_to_size, pad_to_stride, padded_size
 
 # Registered model classes by lower-cased name, for create_model / from_pretrained dispatch.
@@ -61,6 +63,9 @@ class SegmentationModel(nn.Module, HubMixin):
     # Decoders that resize every feature to its skip's size work with per-axis encoder strides (e.g. (1, 2, 2)).
     supports_anisotropic_strides: bool = False
     input_padding: Optional[str] = "constant"
+    # Whether ``time_embedding_dim`` can turn the architecture into a diffusion eps-model (see
+    # base/time_conditioning.py); the decoder must also name its ``time_injection_points``.
+    supports_time_embedding: bool = True
     _model_config: Dict[str, Any]
     # Set by __prepare_scriptable__ (the annotations give TorchScript their types, even for empty lists).
     _scripted_pad_stride: List[int]
@@ -78,9 +83,22 @@ class SegmentationModel(nn.Module, HubMixin):
 
         @functools.wraps(original_init)
         def init_and_record(self: "SegmentationModel", *args: Any, **kw: Any) -> None:
+            most_derived = type(self) is cls
+            time_options = {}
+            if most_derived:
+                # Every architecture takes these two (base/time_conditioning.py), whatever its own signature.
+                for name in ("time_embedding_dim", "time_injection"):
+                    if name in kw:
+                        time_options[name] = kw.pop(name)
             original_init(self, *args, **kw)
-            if type(self) is cls:  # only the most derived class records its arguments
+            if most_derived:  # only the most derived class records its arguments
                 self._check_anisotropic_strides()
+                if time_options.get("time_embedding_dim") is not None:
+                    attach_time_embedding(
+                        self, time_options["time_embedding_dim"], time_options.get("time_injection", "gate_bias")
+                    )
+                elif time_options.get("time_injection", "gate_bias") != "gate_bias":
+                    raise ValueError("`time_injection` needs `time_embedding_dim` (the width of the time embedding)")
                 bound = signature.bind(self, *args, **kw)
                 bound.apply_defaults()
                 config = {}
@@ -89,6 +107,7 @@ class SegmentationModel(nn.Module, HubMixin):
                         config.update(value)
                     else:
                         config[name] = value
+                config.update(time_options)
                 self._model_config = config
 
         cls.__init__ = init_and_record  # type: ignore[method-assign]
@@ -170,16 +189,27 @@ class SegmentationModel(nn.Module, HubMixin):
         """Smallest spatial size the decoder handles; smaller inputs are padded up to it (1 = no minimum)."""
         return 1
 
-    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
-        """Return ``mask`` of shape (N, classes, *spatial · mask_scale), or ``(mask, label)`` with ``aux_params``."""
+    def forward(
+        self, x: torch.Tensor, timesteps: Optional[torch.Tensor] = None, embedding: Optional[torch.Tensor] = None
+    ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        """Return ``mask`` of shape (N, classes, *spatial · mask_scale), or ``(mask, label)`` with ``aux_params``.
+
+        A model built with ``time_embedding_dim`` (a diffusion eps-model) needs ``timesteps`` (N,), and may take
+        an extra conditioning ``embedding`` (N, time_embedding_dim) that is added to the time embedding.
+        """
         if torch.jit.is_scripting():
             return self._forward_scripted(x)
         else:
-            return self._forward_eager(x)
+            return self._forward_eager(x, timesteps, embedding)
 
     def __prepare_scriptable__(self) -> "SegmentationModel":
         """Freeze the Python-side size bookkeeping into plain attributes TorchScript can read (torch.jit.script
         calls this first); change ``input_padding`` before scripting, not after."""
+        if self._modules.get("time_embedding") is not None:
+            raise ValueError(
+                f"torch.jit.script does not support {type(self).__name__} built with `time_embedding_dim` (its "
+                "injections are forward hooks); use torch.compile or torch.export"
+            )
         if self.pads_input:
             stride = self.input_stride
             self._scripted_pad_stride = [stride] * self.spatial_dims if isinstance(stride, int) else list(stride)
@@ -217,11 +247,70 @@ class SegmentationModel(nn.Module, HubMixin):
         return masks
 
     @torch.jit.unused
-    def _forward_eager(self, x: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+    def _time_vector(
+        self, x: torch.Tensor, timesteps: Optional[torch.Tensor], embedding: Optional[torch.Tensor]
+    ) -> Optional[torch.Tensor]:
+        """The (N, time_embedding_dim) vector every block receives, or None for a model without time input."""
+        time_embedding = self._modules.get("time_embedding")
+        if time_embedding is None:
+            if timesteps is not None or embedding is not None:
+                raise ValueError(
+                    f"{type(self).__name__} was built without `time_embedding_dim`, so it takes no `timesteps` or "
+                    "`embedding`; build it with time_embedding_dim=<width> to make a diffusion eps-model"
+                )
+            return None
+        if timesteps is None:
+            raise ValueError(
+                f"{type(self).__name__} was built with time_embedding_dim={time_embedding.dim}: call it as "
+                "model(x, timesteps) with one timestep per sample"
+            )
+        if not isinstance(timesteps, torch.Tensor):
+            timesteps = torch.as_tensor(timesteps, device=x.device)
+        if timesteps.dim() == 0:
+            timesteps = timesteps.expand(x.shape[0])
+        if timesteps.shape != (x.shape[0],):
+            raise ValueError(f"`timesteps` must have shape ({x.shape[0]},) (one per sample), got {tuple(timesteps.shape)}")
+        vector = time_embedding(timesteps.to(x.device))
+        if embedding is not None:
+            if embedding.shape != vector.shape:
+                raise ValueError(
+                    f"`embedding` must have shape {tuple(vector.shape)} (N, time_embedding_dim), got "
+                    f"{tuple(embedding.shape)}"
+                )
+            vector = vector + embedding.to(vector.dtype)
+        return vector.to(x.dtype)
+
+    @torch.jit.unused
+    def _encode(self, x: torch.Tensor, vector: Optional[torch.Tensor]) -> Any:
+        """Run the encoder, giving it the time vector when it takes one (time-aware encoders)."""
+        if vector is not None and getattr(self.encoder, "supports_time_embedding", False):
+            return self.encoder(x, vector)
+        return self.encoder(x)
+
+    @torch.jit.unused
+    @contextlib.contextmanager
+    def _decoder_time(self, vector: Optional[torch.Tensor]) -> Iterator[None]:
+        """While decoding, the decoder's injection hooks see ``vector``; cleared after, even on error, so no graph
+        (or stale embedding) stays alive between calls."""
+        if vector is None:
+            yield
+            return
+        set_decoder_embedding(self.time_injections, vector)
+        try:
+            yield
+        finally:
+            set_decoder_embedding(self.time_injections, None)
+
+    @torch.jit.unused
+    def _forward_eager(
+        self, x: torch.Tensor, timesteps: Optional[torch.Tensor] = None, embedding: Optional[torch.Tensor] = None
+    ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
         self.check_input_shape(x)
+        vector = self._time_vector(x, timesteps, embedding)
         padded, spatial = self._pad_input(x)
-        features = self.encoder(padded)
-        masks = self.segmentation_head(self.decoder(features))
+        features = self._encode(padded, vector)
+        with self._decoder_time(vector):
+            masks = self.segmentation_head(self.decoder(features))
         masks = self._crop_mask(masks, padded, spatial)
         if self.classification_head is not None:
             return masks, self.classification_head(features[-1])

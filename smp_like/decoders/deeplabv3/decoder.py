@@ -161,6 +161,9 @@ class DeepLabV3Decoder(nn.Module):
         A tensor with ``out_channels`` channels at the resolution of the deepest feature.
     """
 
+    # Sub-modules (fnmatch patterns over named_modules) after which a diffusion model injects its time embedding.
+    time_injection_points = ("aspp", "relu")
+
     def __init__(
         self,
         in_channels: int,
@@ -200,6 +203,9 @@ class DeepLabV3PlusDecoder(nn.Module):
     Returns (forward):
         A tensor with ``out_channels`` channels at the resolution of the low-level feature.
     """
+
+    # Sub-modules (fnmatch patterns over named_modules) after which a diffusion model injects its time embedding.
+    time_injection_points = ("aspp", "block1", "block2")
 
     def __init__(
         self,

@@ -186,6 +186,9 @@ class DPTDecoder(nn.Module):
         ValueError: for mismatched lengths, bad channel counts, an unknown readout, or 3D.
     """
 
+    # Sub-modules (fnmatch patterns over named_modules) after which a diffusion model injects its time embedding.
+    time_injection_points = ("reassemble_blocks.*", "fusion_blocks.*")
+
     def __init__(
         self,
         encoder_out_channels: Sequence[int] = (756, 756, 756, 756),

@@ -161,12 +161,19 @@ class DPT(SegmentationModel):
                     "supports it"
                 )
 
-    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
-        """Return ``mask`` of shape (N, classes, H, W), or ``(mask, label)`` with ``aux_params``."""
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor, timesteps: Optional[torch.Tensor] = None, embedding: Optional[torch.Tensor] = None
+    ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        """Return ``mask`` of shape (N, classes, H, W), or ``(mask, label)`` with ``aux_params``.
+
+        ``timesteps`` / ``embedding``: for a model built with ``time_embedding_dim`` (see SegmentationModel).
+        """
         self.check_input_shape(x)
+        vector = self._time_vector(x, timesteps, embedding)
         padded, spatial = self._pad_input(x)
         features, prefix_tokens = self.encoder(padded)
-        decoder_output = self.decoder(features, prefix_tokens)
+        with self._decoder_time(vector):
+            decoder_output = self.decoder(features, prefix_tokens)
         masks = self.segmentation_head(decoder_output, size=[padded.shape[2], padded.shape[3]])
         masks = self._crop_mask(masks, padded, spatial)
         if self.classification_head is not None:

@@ -122,6 +122,9 @@ class FPNDecoder(nn.Module):
             outside [0, 1].
     """
 
+    # Sub-modules (fnmatch patterns over named_modules) after which a diffusion model injects its time embedding.
+    time_injection_points = ("p5", "p4", "p3", "p2", "seg_blocks.*")
+
     def __init__(
         self,
         encoder_channels: Sequence[int],

@@ -34,6 +34,9 @@ class HierarchicalDecoder(nn.Module):
         ValueError: if ``decoder_channels`` does not have one entry per encoder stage.
     """
 
+    # Sub-modules (fnmatch patterns over named_modules) after which a diffusion model injects its time embedding.
+    time_injection_points = ("blocks.*",)
+
     def __init__(
         self,
         encoder_channels: Sequence[int],

@@ -16,7 +16,7 @@ Without side heads (``deep_supervision=False``, the default of the SMP-compatibl
 parameter, no state-dict key, the same outputs and the same TorchScript / export paths.
 """
 
-from typing import Any, Callable, List, Sequence, Tuple, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -125,19 +125,23 @@ class DeepSupervisionMixin:
         return sides
 
     @torch.jit.unused
-    def _forward_eager(self, x: torch.Tensor) -> ModelOutput:
+    def _forward_eager(
+        self, x: torch.Tensor, timesteps: Optional[torch.Tensor] = None, embedding: Optional[torch.Tensor] = None
+    ) -> ModelOutput:
         """The base eager path, plus ``(main, sides)`` in training mode with side heads.
 
         (The annotation is the base class's: TorchScript checks it against ``forward`` even for an unused method;
         with side heads the model refuses scripting.)
         """
         if not (self.training and self.side_heads is not None):  # type: ignore[attr-defined]
-            return super()._forward_eager(x)  # type: ignore[misc]
+            return super()._forward_eager(x, timesteps, embedding)  # type: ignore[misc]
         model: Any = self
         model.check_input_shape(x)
+        vector = model._time_vector(x, timesteps, embedding)
         padded, spatial = model._pad_input(x)
-        features = model.encoder(padded)
-        decoded, stages = model.decoder.forward_stages(features)
+        features = model._encode(padded, vector)
+        with model._decoder_time(vector):
+            decoded, stages = model.decoder.forward_stages(features)
         masks = model._crop_mask(model.segmentation_head(decoded), padded, spatial)
         main: ModelOutput = masks
         if model.classification_head is not None:

@@ -129,11 +129,19 @@ class HSeM(DeepSupervisionMixin, SegmentationModel):
         super().initialize()
         initialize_decoder(self.fusion)
 
-    def forward(self, x: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, List[torch.Tensor]]]:  # type: ignore[override]
-        """Return ``(main, sides)`` in training mode with side heads, else ``main`` (see the class docstring)."""
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor, timesteps: Optional[torch.Tensor] = None, embedding: Optional[torch.Tensor] = None
+    ) -> Union[torch.Tensor, Tuple[torch.Tensor, List[torch.Tensor]]]:
+        """Return ``(main, sides)`` in training mode with side heads, else ``main`` (see the class docstring).
+
+        ``timesteps`` / ``embedding``: for a model built with ``time_embedding_dim`` (see SegmentationModel).
+        """
         self.check_input_shape(x)
+        vector = self._time_vector(x, timesteps, embedding)
         size = list(x.shape[2:])
-        stages = self.decoder(self.encoder(x))
+        features = self._encode(x, vector)
+        with self._decoder_time(vector):
+            stages = self.decoder(features)
         main = _resize(self.segmentation_head(self.fusion(stages)), size, self._interpolation)
         if not self.training or self.side_heads is None:
             return main

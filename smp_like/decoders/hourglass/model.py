@@ -62,6 +62,8 @@ class StackedHourglass(SegmentationModel):
     """
 
     requires_divisible_input_shape = True
+    # Its stacks re-inject intermediate outputs; no decoder blocks are named for a diffusion time embedding.
+    supports_time_embedding = False
 
     def __init__(
         self,

@@ -87,6 +87,9 @@ class LinknetDecoder(nn.Module):
         ValueError: for a bad norm, or ``n_blocks`` that does not match the encoder features.
     """
 
+    # Sub-modules (fnmatch patterns over named_modules) after which a diffusion model injects its time embedding.
+    time_injection_points = ("blocks.*",)
+
     def __init__(
         self,
         encoder_channels: Sequence[int],

@@ -139,6 +139,9 @@ class PANDecoder(nn.Module):
         ValueError: for an encoder depth below 3, non-positive ``decoder_channels`` or an unknown mode.
     """
 
+    # Sub-modules (fnmatch patterns over named_modules) after which a diffusion model injects its time embedding.
+    time_injection_points = ("fpa", "gau3", "gau2", "gau1")
+
     def __init__(
         self,
         encoder_channels: Sequence[int],

@@ -86,6 +86,9 @@ class PSPDecoder(nn.Module):
             or a dropout outside [0, 1].
     """
 
+    # Sub-modules (fnmatch patterns over named_modules) after which a diffusion model injects its time embedding.
+    time_injection_points = ("psp", "conv")
+
     def __init__(
         self,
         encoder_channels: Sequence[int],

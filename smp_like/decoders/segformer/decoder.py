@@ -67,6 +67,9 @@ class SegformerDecoder(nn.Module):
         ValueError: see :func:`check_decoder_args`.
     """
 
+    # Sub-modules (fnmatch patterns over named_modules) after which a diffusion model injects its time embedding.
+    time_injection_points = ("mlp_stage.*", "fuse_stage")
+
     def __init__(
         self,
         encoder_channels: Sequence[int],

@@ -70,6 +70,9 @@ class UnetPlusPlusDecoder(nn.Module):
         ValueError: if ``n_blocks`` and ``decoder_channels`` disagree.
     """
 
+    # Sub-modules (fnmatch patterns over named_modules) after which a diffusion model injects its time embedding.
+    time_injection_points = ("blocks.*",)
+
     def __init__(
         self,
         encoder_channels: Sequence[int],

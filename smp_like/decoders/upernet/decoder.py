@@ -125,6 +125,9 @@ class UPerNetDecoder(nn.Module):
             norm would see a single value per channel.
     """
 
+    # Sub-modules (fnmatch patterns over named_modules) after which a diffusion model injects its time embedding.
+    time_injection_points = ("psp", "fpn_lateral_blocks.*", "fpn_conv_blocks.*", "fusion_block")
+
     def __init__(
         self,
         encoder_channels: Sequence[int],

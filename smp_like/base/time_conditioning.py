@@ -1,0 +1,117 @@
+"""Turn any segmentation architecture into a time-conditioned network (a diffusion eps-model).
+
+``smp.Unet(..., time_embedding_dim=128)`` — or any architecture whose decoder lists ``time_injection_points`` —
+gets
+
+* ``model.time_embedding``: :class:`~smp_like.base.embedding.TimeEmbedding` (sinusoidal → MLP);
+* one :class:`~smp_like.base.embedding.EmbeddingInjection` after every decoder block named by the decoder's
+  ``time_injection_points`` (patterns over ``decoder.named_modules()``, ``*`` = one name component), applied by a
+  forward hook so the decoders' own code, keys and SMP-compatible outputs stay untouched;
+* the embedding in every encoder block as well, for encoders with ``supports_time_embedding`` (the Flemme
+  families); other encoders run unchanged.
+
+The decoder blocks' output widths are found by one dry run at construction (no parameters are guessed from
+layer types), at the smallest input the model accepts.
+"""
+import re
+from typing import Any, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+
+from smp_like.base.embedding import EmbeddingInjection, TimeEmbedding, check_injection_mode
+
+__all__ = ["DecoderTimeInjection", "attach_time_embedding", "injection_targets", "set_decoder_embedding"]
+
+
+def _pattern(point: str) -> "re.Pattern[str]":
+    return re.compile(re.escape(point).replace(r"\*", r"[^.]+"))
+
+
+def injection_targets(decoder: nn.Module) -> List[Tuple[str, nn.Module]]:
+    """The decoder's sub-modules named by its ``time_injection_points``, in module order."""
+    patterns = [_pattern(p) for p in getattr(decoder, "time_injection_points", ())]
+    return [(n, m) for n, m in decoder.named_modules() if n and any(p.fullmatch(n) for p in patterns)]
+
+
+class DecoderTimeInjection(nn.Module):
+    """An :class:`EmbeddingInjection` applied to the output of one decoder module through a forward hook.
+
+    The model sets :attr:`embedding` before running the decoder and clears it after, so the hook needs no extra
+    forward argument from the decoder.
+    """
+
+    def __init__(self, channels: int, embedding_dim: int, mode: str):
+        super().__init__()
+        self.injection = EmbeddingInjection(channels, embedding_dim, mode)
+        self.embedding: Optional[torch.Tensor] = None
+
+    def hook(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
+        return self.injection(output, self.embedding)
+
+
+def _probe_size(model: nn.Module) -> List[int]:
+    stride = model.input_stride
+    dims = model.spatial_dims
+    strides = [stride] * dims if isinstance(stride, int) else list(stride)
+    return [max(s, model.min_input_size, 1) for s in strides]
+
+
+def attach_time_embedding(model: nn.Module, embedding_dim: int, mode: str = "gate_bias") -> None:
+    """Add the time MLP and the decoder (and encoder) injections to a built SegmentationModel.
+
+    Raises:
+        ValueError: for a decoder without ``time_injection_points`` (naming the architectures that have them),
+            a bad ``mode`` or ``embedding_dim``.
+    """
+    from smp_like.base.model import MODEL_REGISTRY  # the registry lives next to SegmentationModel
+
+    check_injection_mode(mode)
+    targets = injection_targets(model.decoder)
+    if not targets or not getattr(model, "supports_time_embedding", False):
+        capable = sorted(
+            c.__name__ for c in MODEL_REGISTRY.values() if getattr(c, "supports_time_embedding", False)
+        )
+        raise ValueError(
+            f"{type(model).__name__} cannot take a time embedding (`time_embedding_dim`): its decoder "
+            f"{type(model.decoder).__name__} names no blocks to inject it into; architectures that can: {capable}"
+        )
+    model.time_embedding = TimeEmbedding(embedding_dim)
+    model.time_injections = nn.ModuleList()
+    if getattr(model.encoder, "supports_time_embedding", False):
+        model.encoder.enable_time_embedding(embedding_dim, mode)
+
+    # One dry run records the output width of every injection point.
+    widths: dict = {}
+    probes = [
+        module.register_forward_hook(lambda mod, inp, out, name=name: widths.setdefault(name, out))
+        for name, module in targets
+    ]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            x = torch.zeros(1, model.encoder.in_channels, *_probe_size(model))
+            model(x, torch.zeros(1, dtype=torch.long))
+    finally:
+        for probe in probes:
+            probe.remove()
+        model.train(was_training)
+    injections = []
+    for name, module in targets:
+        out = widths.get(name)
+        if not isinstance(out, torch.Tensor) or out.dim() != model.spatial_dims + 2:
+            raise RuntimeError(
+                f"{type(model.decoder).__name__}.time_injection_points names {name!r}, whose output is not a "
+                f"channels-first feature map ({type(out).__name__}); fix the decoder's list"
+            )
+        injection = DecoderTimeInjection(out.shape[1], embedding_dim, mode)
+        module.register_forward_hook(injection.hook)
+        injections.append(injection)
+    model.time_injections = nn.ModuleList(injections)
+
+
+def set_decoder_embedding(injections: Sequence[DecoderTimeInjection], embedding: Optional[torch.Tensor]) -> None:
+    """Point every decoder injection at ``embedding`` (None to clear)."""
+    for injection in injections:
+        injection.embedding = embedding
