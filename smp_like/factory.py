@@ -9,6 +9,9 @@ import torch.nn as nn
 def _registry() -> dict:
     import smp_like.decoders  # noqa: F401  (importing registers every architecture)
     import smp_like.generative.autoencoder  # noqa: F401  (AE, VAE)
+    import smp_like.generative.diffusion.latent  # noqa: F401  (LDPM, LDIM; imports DDPM, DDIM)
+    import smp_like.generative.diffusion.supervised  # noqa: F401  (SDPM, SDIM)
+    import smp_like.generative.hierarchical_autoencoder  # noqa: F401  (HAE)
     from smp_like.base.model import MODEL_REGISTRY
 
     return MODEL_REGISTRY

@@ -1,4 +1,4 @@
-"""Generative wrappers built from smp_like encoder/decoder pairs (diffusion scheduler, ...).
+"""Generative wrappers built from smp_like encoder/decoder pairs: AE, VAE, HAE, DDPM, DDIM, SDPM, SDIM, LDPM, LDIM.
 
 Names are resolved on first access (PEP 562), so importing this package builds nothing.
 """
@@ -14,6 +14,13 @@ _LAZY: dict[str, str] = {
     "AE": ".autoencoder",
     "VAE": ".autoencoder",
     "NoSkipDecoder": ".autoencoder",
+    "HAE": ".hierarchical_autoencoder",
+    "DDPM": ".diffusion.model",
+    "DDIM": ".diffusion.model",
+    "SDPM": ".diffusion.supervised",
+    "SDIM": ".diffusion.supervised",
+    "LDPM": ".diffusion.latent",
+    "LDIM": ".diffusion.latent",
 }
 
 __all__ = sorted(_LAZY)
