@@ -1,5 +1,13 @@
-"""U-Net decoder (Ronneberger et al. 2015): upsample, concatenate the skip of the same stride, two convs."""
+"""U-Net decoder (Ronneberger et al. 2015): upsample, concatenate the skip of the same stride, two convs.
 
+The default block (:class:`UnetDecoderBlock`, ``decoder_block="conv"`` with ``decoder_skip="cat"``) is SMP's, with
+SMP's state-dict keys and outputs. Flemme-style variants (:class:`FlemmeDecoderBlock`) let the decoder mirror the
+encoder: ``decoder_block`` one of :data:`DECODER_BLOCKS` (``conv``, ``res_conv``, ``swin``, ``vmamba``) and
+``decoder_skip`` one of :data:`DECODER_SKIPS` (``cat``, ``add``, ``none``; ``none`` ignores the encoder skips, the
+decoder of an auto-encoder). See ``docs/unet_decoder_blocks.md``.
+"""
+
+import inspect
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -7,7 +15,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from smp_like.base import nd
-from smp_like.base.modules import Attention, ConvNormReLU
+from smp_like.base.blocks import SkipFusion, build_block
+from smp_like.base.modules import Attention, ConvNormReLU, parse_norm
+
+DECODER_BLOCKS = ("conv", "res_conv", "swin", "vmamba")
+DECODER_SKIPS = ("cat", "add", "none")
 
 
 class UnetDecoderBlock(nn.Module):
@@ -40,6 +52,179 @@ class UnetDecoderBlock(nn.Module):
         return self.attention2(x)
 
 
+# decoder_use_norm names -> ConvBlock norm names (for decoder_block="res_conv").
+_CONV_BLOCK_NORMS = {"batchnorm": "batch", "identity": None, "layernorm": "layer", "instancenorm": "instance"}
+# Arguments the decoder sets itself; never accepted from decoder_block_kwargs (time goes through the model's
+# time_embedding_dim, which hooks every block).
+_RESERVED_KWARGS = ("in_channels", "out_channels", "channels", "spatial_dims", "stride", "time_embedding_dim",
+                    "time_injection", "self", "kwargs")
+
+
+def _parameter_names(function: Any) -> List[str]:
+    return [
+        name
+        for name, p in inspect.signature(function).parameters.items()
+        if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and name not in _RESERVED_KWARGS
+    ]
+
+
+def decoder_block_options(decoder_block: str) -> Tuple[str, ...]:
+    """The keys ``decoder_block_kwargs`` accepts for ``decoder_block`` (empty for ``"conv"``).
+
+    Raises:
+        ValueError: for an unknown ``decoder_block``.
+    """
+    check_decoder_options(decoder_block, "cat", None)
+    if decoder_block == "conv":
+        return ()
+    if decoder_block == "res_conv":
+        from smp_like.base.blocks import ConvBlock
+
+        return tuple(_parameter_names(ConvBlock.__init__))
+    if decoder_block == "swin":
+        from smp_like.encoders._transformer_blocks import SwinStage
+
+        return tuple(_parameter_names(SwinStage.__init__))
+    from smp_like.encoders._vmamba_blocks import VMambaStage, check_block_kwargs
+
+    names = _parameter_names(VMambaStage.__init__) + _parameter_names(check_block_kwargs)
+    return tuple(dict.fromkeys(names))
+
+
+def check_decoder_options(decoder_block: Any, decoder_skip: Any, decoder_block_kwargs: Any) -> Dict[str, Any]:
+    """Validate ``decoder_block``, ``decoder_skip`` and the *type* of ``decoder_block_kwargs``; return the kwargs.
+
+    Raises:
+        ValueError: naming the argument, the value and the valid choices.
+        TypeError: if ``decoder_block_kwargs`` is neither None nor a dict with string keys.
+    """
+    if not isinstance(decoder_block, str) or decoder_block not in DECODER_BLOCKS:
+        raise ValueError(f"`decoder_block` must be one of {DECODER_BLOCKS}, got {decoder_block!r}")
+    if not isinstance(decoder_skip, str) or decoder_skip not in DECODER_SKIPS:
+        raise ValueError(f"`decoder_skip` must be one of {DECODER_SKIPS}, got {decoder_skip!r}")
+    if decoder_block_kwargs is None:
+        return {}
+    if not isinstance(decoder_block_kwargs, dict) or not all(isinstance(k, str) for k in decoder_block_kwargs):
+        raise TypeError(
+            f"`decoder_block_kwargs` must be None or a dict of keyword arguments, got {decoder_block_kwargs!r}"
+        )
+    return dict(decoder_block_kwargs)
+
+
+def check_decoder_block_kwargs(decoder_block: str, kwargs: Dict[str, Any]) -> None:
+    """Raise ValueError naming the keys of ``kwargs`` that ``decoder_block`` does not take, and the valid ones."""
+    valid = decoder_block_options(decoder_block)
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown:
+        shown = valid or "(none: the conv block is set by decoder_use_norm / decoder_attention_type)"
+        raise ValueError(
+            f"`decoder_block_kwargs` has {unknown}, which decoder_block={decoder_block!r} does not take; "
+            f"valid keys: {shown}"
+        )
+
+
+def _conv_block_norm(use_norm: Union[bool, str, Dict[str, Any]]) -> Optional[str]:
+    spec = parse_norm(use_norm)
+    kind = spec.pop("type")
+    if kind not in _CONV_BLOCK_NORMS or spec:
+        raise ValueError(
+            f"decoder_block='res_conv' maps `decoder_use_norm` to one of {tuple(_CONV_BLOCK_NORMS)} (no extra "
+            f"parameters), got {use_norm!r}; pass decoder_block_kwargs={{'norm': ...}} instead"
+        )
+    return _CONV_BLOCK_NORMS[kind]
+
+
+class FlemmeDecoderBlock(nn.Module):
+    """A decoder block mirroring a Flemme encoder: resize, fuse the skip, a conv / residual / Swin / VMamba body.
+
+    ``forward(x, size, skip)``: ``x`` is resized (``interpolation_mode``) to ``size`` (the skip's size, so any input
+    size works), fused with ``skip`` by :class:`~smp_like.base.blocks.SkipFusion` (``cat``; ``add`` with a 1x1
+    projection of the skip when widths differ; ``none`` ignores it — as does every mode for a block without skip or
+    with a 0-channel placeholder skip), passed through ``attention1`` (``decoder_attention_type``), the body, and
+    ``attention2``. Bodies:
+
+    * ``conv``: conv-norm-ReLU twice (as :class:`UnetDecoderBlock`, ``use_norm``);
+    * ``res_conv``: :func:`~smp_like.base.blocks.build_block` ``("res_conv", fused, out)`` (He et al. 2016),
+      norm from ``use_norm`` unless ``block_kwargs`` sets ``norm``;
+    * ``swin``: a 1x1 conv projection to ``out_channels`` then
+      :class:`~smp_like.encoders._transformer_blocks.SwinStage` (Liu et al. 2021) at ``out_channels``;
+    * ``vmamba``: the same projection then :class:`~smp_like.encoders._vmamba_blocks.VMambaStage` (Liu et al. 2024).
+
+    Args:
+        in_channels: channels of ``x``.
+        skip_channels: channels of the skip (0: no skip).
+        out_channels: output channels.
+        decoder_block: one of :data:`DECODER_BLOCKS`.
+        decoder_skip: one of :data:`DECODER_SKIPS`.
+        use_norm: ``decoder_use_norm`` (``conv`` and ``res_conv`` bodies).
+        attention_type: None or ``"scse"``, before and after the body.
+        interpolation_mode: up-sampling mode.
+        spatial_dims: 2 or 3.
+        block_kwargs: options of the body (see :func:`decoder_block_options`), e.g. ``num_heads``, ``window_size``,
+            ``num_blocks`` for ``swin``; ``state_channel``, ``num_blocks`` for ``vmamba``; ``norm``, ``activation``,
+            ``order`` for ``res_conv``.
+
+    Raises:
+        ValueError: for bad options (named).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        skip_channels: int,
+        out_channels: int,
+        decoder_block: str = "conv",
+        decoder_skip: str = "cat",
+        use_norm: Union[bool, str, Dict[str, Any]] = "batchnorm",
+        attention_type: Optional[str] = None,
+        interpolation_mode: str = "nearest",
+        spatial_dims: int = 2,
+        block_kwargs: Optional[Dict[str, Any]] = None,
+    ):
+        super().__init__()
+        block_kwargs = check_decoder_options(decoder_block, decoder_skip, block_kwargs)
+        check_decoder_block_kwargs(decoder_block, block_kwargs)
+        self.interpolation_mode = nd.interpolation_mode(interpolation_mode, spatial_dims)
+        self.decoder_block, self.decoder_skip = decoder_block, decoder_skip
+        # A missing or 0-channel (placeholder) skip has nothing to fuse, whatever the mode.
+        mode = decoder_skip if skip_channels > 0 else "none"
+        self.fusion = SkipFusion(mode, in_channels, skip_channels if mode != "none" else None, spatial_dims)
+        fused = self.fusion.out_channels
+        self.attention1 = Attention(attention_type, in_channels=fused, spatial_dims=spatial_dims)
+        if decoder_block == "conv":
+            self.body: nn.Module = nn.Sequential(
+                ConvNormReLU(fused, out_channels, 3, padding=1, use_norm=use_norm, spatial_dims=spatial_dims),
+                ConvNormReLU(
+                    out_channels, out_channels, 3, padding=1, use_norm=use_norm, spatial_dims=spatial_dims
+                ),
+            )
+        elif decoder_block == "res_conv":
+            options = dict(block_kwargs)
+            if "norm" not in options:
+                options["norm"] = _conv_block_norm(use_norm)
+            self.body = build_block("res_conv", fused, out_channels, spatial_dims, **options)
+        else:
+            conv = nd.conv_type(spatial_dims)
+            projection = conv(fused, out_channels, 1) if fused != out_channels else nn.Identity()
+            if decoder_block == "swin":
+                from smp_like.encoders._transformer_blocks import SwinStage
+
+                stage: nn.Module = SwinStage(out_channels, spatial_dims, **block_kwargs)
+            else:
+                from smp_like.encoders._vmamba_blocks import VMambaStage
+
+                stage = VMambaStage(out_channels, spatial_dims, **block_kwargs)
+            self.body = nn.Sequential(projection, stage)
+        self.attention2 = Attention(attention_type, in_channels=out_channels, spatial_dims=spatial_dims)
+
+    def forward(self, x: torch.Tensor, size: List[int], skip: Optional[torch.Tensor] = None) -> torch.Tensor:
+        x = F.interpolate(x, size=size, mode=self.interpolation_mode)
+        if self.fusion.mode != "none":
+            x = self.fusion(x, skip)
+        x = self.body(self.attention1(x))
+        return self.attention2(x)
+
+
 class UnetDecoder(nn.Module):
     """Stack of :class:`UnetDecoderBlock`, deepest feature first, one block per encoder stage.
 
@@ -49,10 +234,17 @@ class UnetDecoder(nn.Module):
         n_blocks: number of blocks (must equal ``len(decoder_channels)``; kept for SMP compatibility).
         use_norm, attention_type, interpolation_mode: per-block options (see :class:`UnetDecoderBlock`).
         spatial_dims: 2 or 3.
+        decoder_block: one of :data:`DECODER_BLOCKS`; with ``decoder_skip="cat"``, ``"conv"`` builds SMP's
+            :class:`UnetDecoderBlock`, anything else a :class:`FlemmeDecoderBlock`.
+        decoder_skip: one of :data:`DECODER_SKIPS`.
+        block_kwargs: options of the block body (see :func:`decoder_block_options`).
 
     Raises:
-        ValueError: if the number of blocks and ``decoder_channels`` disagree.
+        ValueError: if the number of blocks and ``decoder_channels`` disagree, or for a bad block option.
     """
+
+    # Sub-modules (fnmatch patterns over named_modules) after which a diffusion model injects its time embedding.
+    time_injection_points = ("blocks.*",)
 
     def __init__(
         self,
@@ -63,8 +255,13 @@ class UnetDecoder(nn.Module):
         attention_type: Optional[str] = None,
         interpolation_mode: str = "nearest",
         spatial_dims: int = 2,
+        decoder_block: str = "conv",
+        decoder_skip: str = "cat",
+        block_kwargs: Optional[Dict[str, Any]] = None,
     ):
         super().__init__()
+        block_kwargs = check_decoder_options(decoder_block, decoder_skip, block_kwargs)
+        check_decoder_block_kwargs(decoder_block, block_kwargs)
         if n_blocks != len(decoder_channels):
             raise ValueError(
                 f"`decoder_channels` must have one entry per encoder stage (encoder_depth={n_blocks}), "
@@ -75,10 +272,20 @@ class UnetDecoder(nn.Module):
         in_channels = [deep_to_shallow[0]] + list(decoder_channels[:-1])
         skip_channels = deep_to_shallow[1:] + [0]
         self.center = nn.Identity()
-        self.blocks = nn.ModuleList(
-            UnetDecoderBlock(i, s, o, use_norm, attention_type, interpolation_mode, spatial_dims)
-            for i, s, o in zip(in_channels, skip_channels, decoder_channels)
-        )
+        if decoder_block == "conv" and decoder_skip == "cat":
+            # SMP's block: same modules and state-dict keys as segmentation_models_pytorch.
+            self.blocks = nn.ModuleList(
+                UnetDecoderBlock(i, s, o, use_norm, attention_type, interpolation_mode, spatial_dims)
+                for i, s, o in zip(in_channels, skip_channels, decoder_channels)
+            )
+        else:
+            self.blocks = nn.ModuleList(
+                FlemmeDecoderBlock(
+                    i, s, o, decoder_block, decoder_skip, use_norm, attention_type, interpolation_mode,
+                    spatial_dims, block_kwargs,
+                )
+                for i, s, o in zip(in_channels, skip_channels, decoder_channels)
+            )
 
     def forward(self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
         if time_emb is not None:

@@ -8,7 +8,7 @@ from smp_like.base.heads import SegmentationHead, build_classification_head
 from smp_like.base.hub import HubMixin
 from smp_like.base.model import SegmentationModel
 from smp_like.decoders.hierarchical.deep_supervision import DeepSupervisionMixin
-from smp_like.decoders.unet.decoder import UnetDecoder
+from smp_like.decoders.unet.decoder import UnetDecoder, check_decoder_block_kwargs, check_decoder_options
 from smp_like.encoders import get_encoder
 
 
@@ -34,6 +34,12 @@ class Unet(DeepSupervisionMixin, SegmentationModel):
         deep_supervision: add a 1x1 side head on every decoder stage; in training mode ``forward`` then returns
             ``(main, sides)`` (see :mod:`smp_like.decoders.hierarchical.deep_supervision`). Eager mode only (no
             TorchScript). Off by default, which keeps SMP's modules, state-dict keys and outputs.
+        decoder_block: ``"conv"`` (default: SMP's block), ``"res_conv"``, ``"swin"`` or ``"vmamba"`` — a decoder
+            that mirrors the encoder, as Flemme's UNet / SwinU / VMambaU (see ``docs/unet_decoder_blocks.md``).
+        decoder_skip: ``"cat"`` (default), ``"add"`` (1x1 projection of the skip when widths differ) or ``"none"``
+            (skips ignored: the decoder of an auto-encoder).
+        decoder_block_kwargs: options of the block body, e.g. ``{"num_heads": 2, "window_size": 4}`` for swin,
+            ``{"state_channel": 8, "num_blocks": 1}`` for vmamba, ``{"norm": "group"}`` for res_conv.
         **kwargs: passed to the encoder (e.g. ``output_stride``).
 
     Returns (forward):
@@ -44,8 +50,14 @@ class Unet(DeepSupervisionMixin, SegmentationModel):
 
     supports_anisotropic_strides = True
 
-    # config.json leaves deep_supervision out while False, so SMP can still load the folder.
-    _extension_defaults = {**HubMixin._extension_defaults, "deep_supervision": False}
+    # config.json leaves these out while at their defaults, so SMP can still load the folder.
+    _extension_defaults = {
+        **HubMixin._extension_defaults,
+        "deep_supervision": False,
+        "decoder_block": "conv",
+        "decoder_skip": "cat",
+        "decoder_block_kwargs": None,
+    }
 
     def __init__(
         self,
@@ -62,6 +74,9 @@ class Unet(DeepSupervisionMixin, SegmentationModel):
         aux_params: Optional[dict] = None,
         spatial_dims: int = 2,
         deep_supervision: bool = False,
+        decoder_block: str = "conv",
+        decoder_skip: str = "cat",
+        decoder_block_kwargs: Optional[Dict[str, Any]] = None,
         **kwargs: Any,
     ):
         super().__init__()
@@ -84,6 +99,10 @@ class Unet(DeepSupervisionMixin, SegmentationModel):
                 f"`decoder_channels` must have encoder_depth={encoder_depth} entries, got "
                 f"{len(decoder_channels)}: {tuple(decoder_channels)}"
             )
+        # Checked before the (possibly large) encoder is built.
+        check_decoder_block_kwargs(
+            decoder_block, check_decoder_options(decoder_block, decoder_skip, decoder_block_kwargs)
+        )
         self.encoder = get_encoder(
             encoder_name,
             in_channels=in_channels,
@@ -100,6 +119,9 @@ class Unet(DeepSupervisionMixin, SegmentationModel):
             attention_type=decoder_attention_type,
             interpolation_mode=decoder_interpolation,
             spatial_dims=spatial_dims,
+            decoder_block=decoder_block,
+            decoder_skip=decoder_skip,
+            block_kwargs=decoder_block_kwargs,
         )
         self.segmentation_head = SegmentationHead(
             in_channels=decoder_channels[-1], out_channels=classes, activation=activation, spatial_dims=spatial_dims
