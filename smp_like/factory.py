@@ -30,27 +30,39 @@ def get_model_class(arch: str) -> type:
     return registry[arch.lower()]
 
 
+class _Unset:
+    """Marks an argument the caller did not give: the architecture's own default then applies."""
+
+    def __repr__(self) -> str:
+        return "<architecture default>"
+
+
+_UNSET: Any = _Unset()
+
+
 def create_model(
     arch: str,
-    encoder_name: str = "resnet34",
-    encoder_weights: Optional[str] = "imagenet",
-    in_channels: int = 3,
-    classes: int = 1,
+    encoder_name: str = _UNSET,
+    encoder_weights: Optional[str] = _UNSET,
+    in_channels: int = _UNSET,
+    classes: int = _UNSET,
     **kwargs: Any,
 ) -> nn.Module:
     """Build an architecture by name, e.g. ``create_model("unet", "resnet18", classes=3)``.
 
     Args:
         arch: architecture name, case-insensitive (``"Unet"``, ``"unet"``).
-        encoder_name, encoder_weights, in_channels, classes, **kwargs: the architecture's arguments.
+        encoder_name, encoder_weights, in_channels, classes, **kwargs: the architecture's arguments. Those not given
+            keep the architecture's own defaults (for SMP's architectures: ``"resnet34"``, ``"imagenet"``, 3 and 1,
+            as SMP's ``create_model``), so models without an encoder choice (MeshNet) or without ``classes``
+            (DDPM) are built by name too.
 
     Raises:
         ValueError: for an unknown architecture.
     """
     cls = get_model_class(arch)
-    return cls(
-        encoder_name=encoder_name, encoder_weights=encoder_weights, in_channels=in_channels, classes=classes, **kwargs
-    )
+    given = dict(encoder_name=encoder_name, encoder_weights=encoder_weights, in_channels=in_channels, classes=classes)
+    return cls(**{name: value for name, value in given.items() if value is not _UNSET}, **kwargs)
 
 
 def from_pretrained(pretrained_model_name_or_path: Union[str, Path], **kwargs: Any) -> nn.Module:

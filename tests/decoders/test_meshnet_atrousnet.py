@@ -151,12 +151,15 @@ def test_bad_arguments():
         MeshNet(dilations=3)
     with pytest.raises(ValueError, match="encoder_weights"):
         MeshNet(encoder_weights="imagenet")
+    with pytest.raises(ValueError, match="encoder_name"):
+        ATrousNet(encoder_name="resnet34")
 
 
 def test_create_model():
     import smp_like
 
-    model = smp_like.create_model("meshnet", encoder_weights=None, in_channels=1, classes=2, channels=8)
+    # Arguments not given keep the architecture's own defaults (no encoder, no weights).
+    model = smp_like.create_model("meshnet", in_channels=1, classes=2, channels=8)
     assert isinstance(model, MeshNet)
     other = smp_like.create_model("ATrousNet", encoder_weights=None, in_channels=1, classes=2, channels=8)
     assert isinstance(other, ATrousNet)

@@ -257,3 +257,5 @@ def test_top_level_names():
     from smp_like.factory import get_model_class
 
     assert get_model_class("ddim") is DDIM and get_model_class("DDPM") is DDPM
+    # create_model passes only the arguments given (a DDPM has no `classes`).
+    assert type(smp_like.create_model("ddim", **TINY, num_train_timesteps=10)) is DDIM

@@ -37,7 +37,7 @@ class ATrousNet(SegmentationModel):
     (2 convolutions per branch, Σ max = 10).
 
     Args:
-        encoder_name: ignored (accepted so ``smp_like.create_model("atrousnet", ...)`` works).
+        encoder_name: must be None: ATrousNet is its own backbone.
         encoder_weights: must be None (no pretrained weights).
         in_channels: input channels.
         classes: output channels of the mask.
@@ -82,7 +82,7 @@ class ATrousNet(SegmentationModel):
     ):
         super().__init__()
         nd.check_spatial_dims(spatial_dims)
-        check_encoder_arguments("ATrousNet", encoder_weights)
+        check_encoder_arguments("ATrousNet", encoder_name, encoder_weights)
         groups = check_dilation_groups(dilation_groups)
         encoder = DilatedStackEncoder(
             in_channels,

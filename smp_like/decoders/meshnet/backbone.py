@@ -258,8 +258,13 @@ class FeaturePassThrough(nn.Module):
         return self.output(features[-1])
 
 
-def check_encoder_arguments(arch: str, encoder_weights: str | None) -> None:
-    """These networks are their own backbone: no pretrained weights exist (``encoder_weights`` must be None)."""
+def check_encoder_arguments(arch: str, encoder_name: str | None, encoder_weights: str | None) -> None:
+    """These networks are their own backbone: no encoder to choose (``encoder_name`` must be None) and no pretrained
+    weights (``encoder_weights`` must be None)."""
+    if encoder_name is not None:
+        raise ValueError(
+            f"`encoder_name` must be None for {arch}: it is its own backbone (a dilated stack), got {encoder_name!r}"
+        )
     if encoder_weights is not None:
         raise ValueError(
             f"`encoder_weights` must be None for {arch} (it is its own backbone and has no pretrained weights), "

@@ -34,8 +34,7 @@ class MeshNet(SegmentationModel):
     — 37 for the default schedule (Fedorov et al.); each extra layer of dilation ``d`` adds ``(kernel_size - 1) · d``.
 
     Args:
-        encoder_name: ignored (accepted so ``smp_like.create_model("meshnet", ...)`` works); MeshNet is its own
-            backbone.
+        encoder_name: must be None: MeshNet is its own backbone.
         encoder_weights: must be None (no pretrained weights).
         in_channels: input channels.
         classes: output channels of the mask.
@@ -81,7 +80,7 @@ class MeshNet(SegmentationModel):
     ):
         super().__init__()
         nd.check_spatial_dims(spatial_dims)
-        check_encoder_arguments("MeshNet", encoder_weights)
+        check_encoder_arguments("MeshNet", encoder_name, encoder_weights)
         schedule = check_dilations(dilations)
         encoder = DilatedStackEncoder(
             in_channels,
