@@ -66,6 +66,8 @@ class SegmentationModel(nn.Module, HubMixin):
     # Whether ``time_embedding_dim`` can turn the architecture into a diffusion eps-model (see
     # base/time_conditioning.py); the decoder must also name its ``time_injection_points``.
     supports_time_embedding: bool = True
+    # Set by attach_time_embedding when the decoder takes the time vector as an argument (no hooks).
+    _decoder_takes_time: bool = False
     _model_config: Dict[str, Any]
     # Set by __prepare_scriptable__ (the annotations give TorchScript their types, even for empty lists).
     _scripted_pad_stride: List[int]
@@ -288,6 +290,15 @@ class SegmentationModel(nn.Module, HubMixin):
         return self.encoder(x)
 
     @torch.jit.unused
+    def _decode(self, features: Any, vector: Optional[torch.Tensor], stages: bool = False) -> Any:
+        """``decoder(features)`` (or ``decoder.forward_stages``), with the time vector as an argument for decoders
+        that take it themselves."""
+        run = self.decoder.forward_stages if stages else self.decoder
+        if vector is not None and self._decoder_takes_time:
+            return run(features, vector)
+        return run(features)
+
+    @torch.jit.unused
     @contextlib.contextmanager
     def _decoder_time(self, vector: Optional[torch.Tensor]) -> Iterator[None]:
         """While decoding, the decoder's injection hooks see ``vector``; cleared after, even on error, so no graph
@@ -310,7 +321,7 @@ class SegmentationModel(nn.Module, HubMixin):
         padded, spatial = self._pad_input(x)
         features = self._encode(padded, vector)
         with self._decoder_time(vector):
-            masks = self.segmentation_head(self.decoder(features))
+            masks = self.segmentation_head(self._decode(features, vector))
         masks = self._crop_mask(masks, padded, spatial)
         if self.classification_head is not None:
             return masks, self.classification_head(features[-1])

@@ -6,7 +6,10 @@ gets
 * ``model.time_embedding``: :class:`~smp_like.base.embedding.TimeEmbedding` (sinusoidal → MLP);
 * one :class:`~smp_like.base.embedding.EmbeddingInjection` after every decoder block named by the decoder's
   ``time_injection_points`` (patterns over ``decoder.named_modules()``, ``*`` = one name component), applied by a
-  forward hook so the decoders' own code, keys and SMP-compatible outputs stay untouched;
+  forward hook so the decoders' own code, keys and SMP-compatible outputs stay untouched — or, for a decoder whose
+  blocks take the embedding themselves (``decoder.supports_time_embedding``, e.g. Unet with ``decoder_block``
+  ``swin`` / ``vmamba`` / ``res_conv``), injections inside every block, the vector passed as
+  ``decoder(features, time_emb)``;
 * the embedding in every encoder block as well, for encoders with ``supports_time_embedding`` (the Flemme
   families); other encoders run unchanged.
 
@@ -68,7 +71,8 @@ def attach_time_embedding(model: nn.Module, embedding_dim: int, mode: str = "gat
 
     check_injection_mode(mode)
     targets = injection_targets(model.decoder)
-    if not targets or not getattr(model, "supports_time_embedding", False):
+    native = bool(getattr(model.decoder, "supports_time_embedding", False))
+    if not (targets or native) or not getattr(model, "supports_time_embedding", False):
         capable = sorted(
             c.__name__ for c in MODEL_REGISTRY.values() if getattr(c, "supports_time_embedding", False)
         )
@@ -80,6 +84,12 @@ def attach_time_embedding(model: nn.Module, embedding_dim: int, mode: str = "gat
     model.time_injections = nn.ModuleList()
     if getattr(model.encoder, "supports_time_embedding", False):
         model.encoder.enable_time_embedding(embedding_dim, mode)
+    if native:
+        # The decoder's blocks inject the vector inside their bodies (e.g. Unet with swin / vmamba / res_conv
+        # blocks): it receives the vector as ``decoder(features, time_emb)``, and no hooks are needed.
+        model.decoder.enable_time_embedding(embedding_dim, mode)
+        model._decoder_takes_time = True
+        return
 
     # One dry run records the output width of every injection point.
     widths: dict = {}

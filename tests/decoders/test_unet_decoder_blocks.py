@@ -187,15 +187,37 @@ def test_save_load_round_trip_non_default_block(tmp_path):
         assert torch.equal(model(x), loaded(x))
 
 
-def test_time_embedding_with_swin_decoder():
+@pytest.mark.parametrize("block", ["res_conv", "swin", "vmamba"])
+def test_time_embedding_inside_every_alternative_block(block):
+    """res_conv / swin / vmamba blocks take the embedding themselves: injections inside every block body (no hooks
+    after the blocks), the vector reaches them as decoder(features, time_emb), in training (deep supervision too)."""
     torch.manual_seed(0)
-    model = build("swin", "cat", time_embedding_dim=8)
-    assert len(model.time_injections) == len(model.decoder.blocks)
+    model = build(block, "cat", time_embedding_dim=8, deep_supervision=True)
+    assert len(model.time_injections) == 0 and model.decoder.time_embedding_enabled
+    injections = [
+        [m for m in b.modules() if type(m).__name__ == "EmbeddingInjection"] for b in model.decoder.blocks
+    ]
+    assert all(len(per_block) >= 1 for per_block in injections)
     x = torch.randn(2, 3, 37, 45)
+    model.eval()
     out = model(x, torch.tensor([1, 50]))
     assert out.shape == (2, 1, 37, 45) and torch.isfinite(out).all()
-    out.square().mean().backward()
+    assert not torch.allclose(out, model(x, torch.tensor([2, 900])))
+    model.train()
+    main, sides = model(x, torch.tensor([1, 50]))
+    (main.square().mean() + sum(s.square().mean() for s in sides)).backward()
     assert model.time_embedding.mlp[0].weight.grad.abs().sum() > 0
+    for per_block in injections:
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for m in per_block for p in m.parameters())
+
+
+def test_conv_decoder_block_gets_the_embedding_after_each_block():
+    torch.manual_seed(0)
+    model = build("conv", "add", time_embedding_dim=8)
+    assert len(model.time_injections) == len(model.decoder.blocks)
+    assert not model.decoder.supports_time_embedding
+    with pytest.raises(ValueError, match="no time embedding"):
+        model.decoder.enable_time_embedding(8)
 
 
 @pytest.mark.parametrize("block", ["res_conv", "swin"])

@@ -141,7 +141,7 @@ class DeepSupervisionMixin:
         padded, spatial = model._pad_input(x)
         features = model._encode(padded, vector)
         with model._decoder_time(vector):
-            decoded, stages = model.decoder.forward_stages(features)
+            decoded, stages = model._decode(features, vector, stages=True)
         masks = model._crop_mask(model.segmentation_head(decoded), padded, spatial)
         main: ModelOutput = masks
         if model.classification_head is not None:

@@ -43,7 +43,15 @@ class UnetDecoderBlock(nn.Module):
         self.conv2 = ConvNormReLU(out_channels, out_channels, 3, padding=1, use_norm=use_norm, spatial_dims=spatial_dims)
         self.attention2 = Attention(attention_type, in_channels=out_channels, spatial_dims=spatial_dims)
 
-    def forward(self, x: torch.Tensor, size: List[int], skip: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        size: List[int],
+        skip: Optional[torch.Tensor] = None,
+        embedding: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        if embedding is not None:  # a diffusion model injects into this block through a hook instead
+            raise ValueError("UnetDecoderBlock does not take an embedding")
         # Resizing to the skip's exact size (rather than x2) is what lets any input size through.
         x = F.interpolate(x, size=size, mode=self.interpolation_mode)
         if skip is not None:
@@ -217,11 +225,44 @@ class FlemmeDecoderBlock(nn.Module):
             self.body = nn.Sequential(projection, stage)
         self.attention2 = Attention(attention_type, in_channels=out_channels, spatial_dims=spatial_dims)
 
-    def forward(self, x: torch.Tensor, size: List[int], skip: Optional[torch.Tensor] = None) -> torch.Tensor:
+    @property
+    def supports_time_embedding(self) -> bool:
+        """The res_conv, swin and vmamba bodies inject an embedding inside every block (the conv body does not)."""
+        return self.decoder_block != "conv"
+
+    def _time_aware_body(self) -> nn.Module:
+        if self.decoder_block == "conv":
+            raise ValueError(
+                "decoder_block='conv' takes no embedding inside its body; a diffusion model injects after the block"
+            )
+        # res_conv: the block itself; swin / vmamba: the stage after the 1x1 projection.
+        return self.body if self.decoder_block == "res_conv" else self.body[1]
+
+    def enable_time_embedding(self, embedding_dim: int, mode: str = "gate_bias") -> None:
+        """Add an embedding injection to every block of the body (see :mod:`smp_like.base.embedding`).
+
+        Raises:
+            ValueError: for ``decoder_block="conv"``.
+        """
+        self._time_aware_body().enable_time_embedding(embedding_dim, mode)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        size: List[int],
+        skip: Optional[torch.Tensor] = None,
+        embedding: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
         x = F.interpolate(x, size=size, mode=self.interpolation_mode)
         if self.fusion.mode != "none":
             x = self.fusion(x, skip)
-        x = self.body(self.attention1(x))
+        x = self.attention1(x)
+        if embedding is None:
+            x = self.body(x)
+        elif self.decoder_block == "res_conv":
+            x = self.body(x, embedding)
+        else:
+            x = self.body[1](self.body[0](x), embedding)
         return self.attention2(x)
 
 
@@ -245,6 +286,8 @@ class UnetDecoder(nn.Module):
 
     # Sub-modules (fnmatch patterns over named_modules) after which a diffusion model injects its time embedding.
     time_injection_points = ("blocks.*",)
+    # Python-side only: TorchScript would otherwise compile the property.
+    __jit_unused_properties__ = ["supports_time_embedding"]
 
     def __init__(
         self,
@@ -287,16 +330,44 @@ class UnetDecoder(nn.Module):
                 for i, s, o in zip(in_channels, skip_channels, decoder_channels)
             )
 
+    @property
+    def supports_time_embedding(self) -> bool:
+        """True when every block injects a time embedding inside its body (decoder_block res_conv, swin or vmamba);
+        SMP's conv blocks get it from the model's hooks after each block instead."""
+        return all(getattr(block, "supports_time_embedding", False) for block in self.blocks)
+
+    def enable_time_embedding(self, embedding_dim: int, mode: str = "gate_bias") -> None:
+        """Give every block's body its embedding injections; ``forward(features, time_emb)`` then passes them on.
+
+        Raises:
+            ValueError: when a block cannot take one (SMP's conv block).
+        """
+        if not self.supports_time_embedding:
+            raise ValueError("UnetDecoder with decoder_block='conv' takes no time embedding inside its blocks")
+        for block in self.blocks:
+            block.enable_time_embedding(embedding_dim, mode)
+        self.time_embedding_enabled = True
+
+    @torch.jit.unused
+    def _check_time_emb(self, time_emb: Optional[torch.Tensor]) -> None:
+        if time_emb is not None and not getattr(self, "time_embedding_enabled", False):
+            raise ValueError("UnetDecoder does not take a time embedding (call enable_time_embedding first)")
+
     def forward(self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if time_emb is not None:
-            raise ValueError("UnetDecoder does not take a time embedding")
-        return self._run(features, keep_stages=False)[0]
+        if not torch.jit.is_scripting():
+            self._check_time_emb(time_emb)
+        return self._run(features, keep_stages=False, time_emb=time_emb)[0]
 
-    def forward_stages(self, features: List[torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+    def forward_stages(
+        self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         """Return the output and every block's output, coarse to fine (for deep supervision)."""
-        return self._run(features, keep_stages=True)
+        self._check_time_emb(time_emb)
+        return self._run(features, keep_stages=True, time_emb=time_emb)
 
-    def _run(self, features: List[torch.Tensor], keep_stages: bool) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+    def _run(
+        self, features: List[torch.Tensor], keep_stages: bool, time_emb: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         sizes = [list(f.shape[2:]) for f in features][::-1]
         deep_to_shallow = features[1:][::-1]
         skips = deep_to_shallow[1:]
@@ -305,7 +376,7 @@ class UnetDecoder(nn.Module):
         stages: List[torch.Tensor] = []
         for i, block in enumerate(self.blocks):
             skip = skips[i] if i < len(skips) else None
-            x = block(x, sizes[i + 1], skip)
+            x = block(x, sizes[i + 1], skip, time_emb)
             if keep_stages:
                 stages.append(x)
         return x, stages
