@@ -26,6 +26,7 @@ from torch import nn
 
 from smp_like.base import nd
 from smp_like.base.attention import ATTENTIONS, make_attention
+from smp_like.base.checks import check_positive_int
 from smp_like.base.embedding import EmbeddingInjection, check_injection_mode
 from smp_like.base.norms import NORMALIZATIONS, make_activation, make_norm_layer
 
@@ -54,12 +55,6 @@ BUILDING_BLOCKS = ("conv", "double_conv", "res_conv")
 DOWN_MODES = ("conv", "pool", "interpolate")
 UP_MODES = ("conv", "interpolate")
 SKIP_MODES = ("cat", "add", "none")
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}")
-    return value
 
 
 def check_order(order: str) -> str:
@@ -125,10 +120,10 @@ class ConvBlock(nn.Module):
         time_injection: str = "gate_bias",
     ):
         super().__init__()
-        _check_positive_int("in_channels", in_channels)
-        _check_positive_int("out_channels", out_channels)
-        _check_positive_int("kernel_size", kernel_size)
-        _check_positive_int("stride", stride)
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("out_channels", out_channels)
+        check_positive_int("kernel_size", kernel_size)
+        check_positive_int("stride", stride)
         nd.check_spatial_dims(spatial_dims, (1, 2, 3))
         check_order(order)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
@@ -180,7 +175,7 @@ class ConvBlock(nn.Module):
 
     def enable_time_embedding(self, embedding_dim: int, mode: str = "gate_bias") -> None:
         """Add (or replace) the embedding injection: ``forward(x, embedding)`` then injects ``embedding``."""
-        _check_positive_int("time_embedding_dim", embedding_dim)
+        check_positive_int("time_embedding_dim", embedding_dim)
         check_injection_mode(mode)
         self.injection = EmbeddingInjection(self.out_channels, embedding_dim, mode)
 
@@ -315,9 +310,9 @@ class Downsample(nn.Module):
         interpolation: str = "linear",
     ):
         super().__init__()
-        _check_positive_int("channels", channels)
-        out_channels = channels if out_channels is None else _check_positive_int("out_channels", out_channels)
-        _check_positive_int("factor", factor)
+        check_positive_int("channels", channels)
+        out_channels = channels if out_channels is None else check_positive_int("out_channels", out_channels)
+        check_positive_int("factor", factor)
         nd.check_spatial_dims(spatial_dims, (1, 2, 3))
         if mode not in DOWN_MODES:
             raise ValueError(f"`down_mode` must be one of {DOWN_MODES}, got {mode!r}")
@@ -380,9 +375,9 @@ class Upsample(nn.Module):
         interpolation: str = "nearest",
     ):
         super().__init__()
-        _check_positive_int("channels", channels)
-        out_channels = channels if out_channels is None else _check_positive_int("out_channels", out_channels)
-        _check_positive_int("factor", factor)
+        check_positive_int("channels", channels)
+        out_channels = channels if out_channels is None else check_positive_int("out_channels", out_channels)
+        check_positive_int("factor", factor)
         nd.check_spatial_dims(spatial_dims, (1, 2, 3))
         if mode not in UP_MODES:
             raise ValueError(f"`up_mode` must be one of {UP_MODES}, got {mode!r}")
@@ -449,7 +444,7 @@ class SkipFusion(nn.Module):
         super().__init__()
         if mode not in SKIP_MODES:
             raise ValueError(f"`skip_mode` must be one of {SKIP_MODES}, got {mode!r}")
-        _check_positive_int("channels", channels)
+        check_positive_int("channels", channels)
         skip_channels = channels if skip_channels is None else skip_channels
         if isinstance(skip_channels, bool) or not isinstance(skip_channels, int) or skip_channels < 0:
             raise ValueError(f"`skip_channels` must be a non-negative int, got {skip_channels!r}")

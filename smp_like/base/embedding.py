@@ -25,6 +25,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from smp_like.base.checks import check_positive_int
+
 __all__ = ["INJECTION_MODES", "sinusoidal_embedding", "TimeEmbedding", "EmbeddingInjection", "check_injection_mode"]
 
 INJECTION_MODES = ("gate_bias", "gate", "bias", "cross_attention")
@@ -39,12 +41,6 @@ def check_injection_mode(mode: str) -> str:
     if mode not in INJECTION_MODES:
         raise ValueError(f"`time_injection` must be one of {INJECTION_MODES}, got {mode!r}")
     return mode
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}")
-    return value
 
 
 def sinusoidal_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -64,7 +60,7 @@ def sinusoidal_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 
     Raises:
         ValueError: for a ``timesteps`` tensor that is not one-dimensional or a bad ``dim``.
     """
-    _check_positive_int("dim", dim)
+    check_positive_int("dim", dim)
     if not isinstance(timesteps, torch.Tensor) or timesteps.dim() != 1:
         shape = tuple(timesteps.shape) if isinstance(timesteps, torch.Tensor) else type(timesteps).__name__
         raise ValueError(f"`timesteps` must be a 1-D tensor (one per sample), got {shape}")
@@ -92,8 +88,8 @@ class TimeEmbedding(nn.Module):
 
     def __init__(self, dim: int, hidden_factor: int = 4):
         super().__init__()
-        _check_positive_int("time_embedding_dim", dim)
-        _check_positive_int("hidden_factor", hidden_factor)
+        check_positive_int("time_embedding_dim", dim)
+        check_positive_int("hidden_factor", hidden_factor)
         self.dim = dim
         self.mlp = nn.Sequential(nn.Linear(dim, dim * hidden_factor), nn.SiLU(), nn.Linear(dim * hidden_factor, dim))
 
@@ -124,14 +120,14 @@ class EmbeddingInjection(nn.Module):
         self, channels: int, embedding_dim: int, mode: str = "gate_bias", num_heads: int = 4, context_tokens: int = 4
     ):
         super().__init__()
-        _check_positive_int("channels", channels)
-        _check_positive_int("embedding_dim", embedding_dim)
+        check_positive_int("channels", channels)
+        check_positive_int("embedding_dim", embedding_dim)
         self.mode = check_injection_mode(mode)
         self.channels = channels
         self.embedding_dim = embedding_dim
         if mode == "cross_attention":
             heads = max(h for h in range(1, max(1, num_heads) + 1) if channels % h == 0)
-            _check_positive_int("context_tokens", context_tokens)
+            check_positive_int("context_tokens", context_tokens)
             self.context_tokens = context_tokens
             self.to_tokens = nn.Linear(embedding_dim, context_tokens * embedding_dim)
             self.norm = nn.LayerNorm(channels)

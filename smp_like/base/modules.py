@@ -13,6 +13,28 @@ ATTENTION_TYPES = (None, "scse")
 ACTIVATIONS = ("sigmoid", "softmax", "softmax2d", "logsoftmax", "tanh", "argmax", "argmax2d", "clamp", "identity")
 
 
+class DropPath(nn.Module):
+    """Stochastic depth (Huang et al. 2016): drop a whole residual branch per sample while training.
+
+    Kept samples are scaled by ``1 / (1 - drop_prob)`` so the expectation is unchanged; identity in eval mode.
+    No parameters, so it never changes a state dict.
+    """
+
+    def __init__(self, drop_prob: float = 0.0):
+        super().__init__()
+        self.drop_prob = float(drop_prob)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.drop_prob == 0.0:
+            return x
+        keep = 1.0 - self.drop_prob
+        mask = x.new_empty([x.shape[0]] + [1] * (x.dim() - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob:.3f}"
+
+
 class ChannelLayerNorm(nn.LayerNorm):
     """LayerNorm over the channel axis of a channels-first tensor of any dimensionality.
 

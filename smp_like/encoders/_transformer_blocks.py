@@ -30,7 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from smp_like.base.checks import check_positive_int
 from smp_like.base.embedding import EmbeddingInjection, check_injection_mode
+from smp_like.base.modules import DropPath
 from smp_like.base.nd import check_spatial_dims, conv_type, interpolation_mode
 from smp_like.encoders._base import EncoderMixin
 
@@ -66,12 +68,6 @@ _ACTIVATIONS = {
 ACTIVATIONS = tuple(_ACTIVATIONS)
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}")
-    return value
-
-
 def _probability(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
         raise ValueError(f"`{name}` must be a float in [0, 1), got {value!r}")
@@ -84,7 +80,7 @@ def _per_axis(name: str, value: Any, spatial_dims: int) -> tuple[int, ...]:
     if not isinstance(value, (tuple, list)) or len(value) != spatial_dims:
         raise ValueError(f"`{name}` must be a positive int or {spatial_dims} positive ints, got {value!r}")
     for v in value:
-        _positive_int(name, v)
+        check_positive_int(name, v)
     return tuple(int(v) for v in value)
 
 
@@ -114,21 +110,6 @@ def make_activation(activation: str) -> nn.Module:
     if activation not in _ACTIVATIONS:
         raise ValueError(f"`activation` must be one of {ACTIVATIONS}, got {activation!r}")
     return _ACTIVATIONS[activation]()
-
-
-class DropPath(nn.Module):
-    """Stochastic depth (Huang et al. 2016): drop a residual branch per sample with probability ``p``, scale by 1/(1-p)."""
-
-    def __init__(self, p: float = 0.0):
-        super().__init__()
-        self.p = _probability("drop_path", p)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.p == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.p
-        mask = x.new_empty([x.shape[0]] + [1] * (x.dim() - 1)).bernoulli_(keep)
-        return x * mask / keep
 
 
 class Mlp(nn.Module):
@@ -253,7 +234,7 @@ class _InjectableBlock(nn.Module):
     def enable_time_embedding(self, embedding_dim: int, mode: str = "gate_bias") -> None:
         """Inject an ``(N, embedding_dim)`` embedding by ``mode`` in every forward that receives one."""
         check_injection_mode(mode)
-        _positive_int("time_embedding_dim", embedding_dim)
+        check_positive_int("time_embedding_dim", embedding_dim)
         self.injection = EmbeddingInjection(
             self.channels, embedding_dim, mode, num_heads=self._injection_heads
         )
@@ -270,7 +251,7 @@ class _InjectableBlock(nn.Module):
 
 
 def _check_heads(channels: int, num_heads: int) -> int:
-    _positive_int("num_heads", num_heads)
+    check_positive_int("num_heads", num_heads)
     if channels % num_heads:
         raise ValueError(f"`num_heads`={num_heads} must divide the block width {channels}")
     return num_heads
@@ -302,7 +283,7 @@ class ViTBlock(_InjectableBlock):
         self.proj = nn.Linear(channels, channels)
         self.dropout = dropout
         self.proj_drop = nn.Dropout(dropout)
-        self.drop_path = DropPath(drop_path)
+        self.drop_path = DropPath(_probability("drop_path", drop_path))
         self.norm2 = make_token_norm(normalization, channels)
         self.mlp = Mlp(channels, mlp_hidden_ratio, activation, dropout)
 
@@ -387,7 +368,7 @@ class SwinBlock(_InjectableBlock):
         self.proj = nn.Linear(channels, channels)
         self.attn_drop = nn.Dropout(dropout)
         self.proj_drop = nn.Dropout(dropout)
-        self.drop_path = DropPath(drop_path)
+        self.drop_path = DropPath(_probability("drop_path", drop_path))
         self.norm2 = make_token_norm(normalization, channels)
         self.mlp = Mlp(channels, mlp_hidden_ratio, activation, dropout)
         rows = math.prod(2 * w - 1 for w in self.window_size)
@@ -632,8 +613,8 @@ class _ChannelsFirstStage(nn.Module):
     ):
         super().__init__()
         check_spatial_dims(spatial_dims, (1, 2, 3))
-        _positive_int("channels", channels)
-        _positive_int("num_blocks", num_blocks)
+        check_positive_int("channels", channels)
+        check_positive_int("num_blocks", num_blocks)
         building_block = building_block or self.building_blocks[0]
         if building_block not in self.building_blocks:
             raise ValueError(
@@ -787,10 +768,10 @@ class FlemmeTransformerEncoder(nn.Module, EncoderMixin):
                 f"unknown argument(s) {sorted(kwargs)} for the {self._family!r} encoder; valid: "
                 f"{sorted(_ENCODER_ARGUMENTS)}"
             )
-        _positive_int("in_channels", in_channels)
-        _positive_int("depth", depth)
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("depth", depth)
         self._spatial_dims = check_spatial_dims(spatial_dims, (2, 3))
-        _positive_int("patch_size", patch_size)
+        check_positive_int("patch_size", patch_size)
         if patch_size & (patch_size - 1):
             raise ValueError(f"`patch_size` must be a power of two (1, 2, 4, 8, ...), got {patch_size!r}")
         k = patch_size.bit_length() - 1
@@ -798,7 +779,7 @@ class FlemmeTransformerEncoder(nn.Module, EncoderMixin):
             raise ValueError(
                 f"`depth`={depth} must be at least log2(patch_size)={k} for patch_size={patch_size}"
             )
-        _positive_int("patch_channel", patch_channel)
+        check_positive_int("patch_channel", patch_channel)
         building_block = building_block or self._building_blocks[0]
         if building_block not in self._building_blocks:
             raise ValueError(
@@ -806,7 +787,7 @@ class FlemmeTransformerEncoder(nn.Module, EncoderMixin):
             )
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"`normalization` must be one of {NORMALIZATIONS}, got {normalization!r}")
-        _positive_int("num_norm_groups", num_norm_groups)
+        check_positive_int("num_norm_groups", num_norm_groups)
         make_activation(activation)
         _probability("dropout", dropout)
         _probability("drop_path", drop_path)
@@ -828,17 +809,17 @@ class FlemmeTransformerEncoder(nn.Module, EncoderMixin):
             raise ValueError(
                 f"`down_channels` needs at least depth - log2(patch_size) = {n_down} entries, got {list(down_channels)}"
             )
-        widths = [patch_channel] + [_positive_int("down_channels", c) for c in down_channels[:n_down]]
+        widths = [patch_channel] + [check_positive_int("down_channels", c) for c in down_channels[:n_down]]
         if middle_channels is not None:
-            _positive_int("middle_channels", middle_channels)
-        _positive_int("num_middle_blocks", num_middle_blocks)
-        counts = _per_stage("num_blocks", num_blocks, len(widths), _positive_int)
+            check_positive_int("middle_channels", middle_channels)
+        check_positive_int("num_middle_blocks", num_middle_blocks)
+        counts = _per_stage("num_blocks", num_blocks, len(widths), check_positive_int)
         all_widths = widths + ([middle_channels] if middle_channels is not None else [])
         if num_heads is None:
             heads = [max(1, w // 32) for w in all_widths]
             heads = [h if w % h == 0 else 1 for h, w in zip(heads, all_widths)]
         else:
-            heads = _per_stage("num_heads", num_heads, len(all_widths), _positive_int)
+            heads = _per_stage("num_heads", num_heads, len(all_widths), check_positive_int)
         for h, w in zip(heads, all_widths):
             if w % h:
                 raise ValueError(f"`num_heads`={num_heads!r} must divide every stage width {all_widths}")
@@ -933,7 +914,7 @@ class FlemmeTransformerEncoder(nn.Module, EncoderMixin):
             ValueError: for a bad ``embedding_dim`` or ``mode``.
         """
         check_injection_mode(mode)
-        _positive_int("time_embedding_dim", embedding_dim)
+        check_positive_int("time_embedding_dim", embedding_dim)
         for stage in self.stages:
             stage.enable_time_embedding(embedding_dim, mode)
         if self.middle is not None:

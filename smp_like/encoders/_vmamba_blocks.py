@@ -40,7 +40,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from smp_like.base import nd
+from smp_like.base.checks import check_positive_int
 from smp_like.base.embedding import EmbeddingInjection, check_injection_mode
+from smp_like.base.modules import DropPath
 
 __all__ = [
     "BUILDING_BLOCKS",
@@ -85,12 +87,6 @@ def count_directions(scan_mode: str, spatial_dims: int, flip_scan: bool) -> int:
 # ----------------------------------------------------------------------------------------------- validation
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}")
-    return value
-
-
 def _non_negative_float(name: str, value: Any, upper: Optional[float] = None) -> float:
     if (
         isinstance(value, bool)
@@ -131,14 +127,14 @@ def check_block_kwargs(
         raise ValueError(f"`building_block` must be one of {BUILDING_BLOCKS}, got {building_block!r}")
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"`normalization` must be one of {NORMALIZATIONS}, got {normalization!r}")
-    _positive_int("num_norm_groups", num_norm_groups)
+    check_positive_int("num_norm_groups", num_norm_groups)
     if activation not in MLP_ACTIVATIONS:
         raise ValueError(f"`activation` must be one of {MLP_ACTIVATIONS}, got {activation!r}")
     _non_negative_float("dropout", dropout, 1.0)
     _non_negative_float("drop_path", drop_path, 1.0)
     _non_negative_float("mlp_hidden_ratio", mlp_hidden_ratio)
-    _positive_int("state_channel", state_channel)
-    _positive_int("conv_kernel_size", conv_kernel_size)
+    check_positive_int("state_channel", state_channel)
+    check_positive_int("conv_kernel_size", conv_kernel_size)
     if isinstance(inner_factor, bool) or not isinstance(inner_factor, (int, float)) or inner_factor <= 0:
         raise ValueError(f"`inner_factor` must be a number > 0, got {inner_factor!r}")
     for name, value in (("dt_min", dt_min), ("dt_max", dt_max)):
@@ -151,8 +147,8 @@ def check_block_kwargs(
         raise ValueError(f"`scan_mode` must be one of {SCAN_MODES}, got {scan_mode!r}")
     if not isinstance(flip_scan, bool):
         raise ValueError(f"`flip_scan` must be a bool, got {flip_scan!r}")
-    _positive_int("head_channel", head_channel)
-    _positive_int("chunk_size", chunk_size)
+    check_positive_int("head_channel", head_channel)
+    check_positive_int("chunk_size", chunk_size)
 
 
 # --------------------------------------------------------------------------------------------------- layers
@@ -207,25 +203,6 @@ def _activation(name: str) -> nn.Module:
     if name not in table:
         raise ValueError(f"`activation` must be one of {MLP_ACTIVATIONS}, got {name!r}")
     return table[name]()
-
-
-class DropPath(nn.Module):
-    """Stochastic depth (Huang et al. 2016): drop the whole residual branch of a sample with probability
-    ``p``."""
-
-    def __init__(self, p: float = 0.0):
-        super().__init__()
-        self.p = float(p)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.p == 0.0 or not self.training:
-            return x
-        keep = 1.0 - self.p
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-        return x * mask / keep
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
 
 
 def inverse_softplus_dt(
@@ -518,7 +495,7 @@ class VMambaStage(nn.Module):
         **kwargs: Any,
     ):
         super().__init__()
-        _positive_int("channels", channels)
+        check_positive_int("channels", channels)
         nd.check_spatial_dims(spatial_dims)
         if isinstance(num_blocks, bool) or not isinstance(num_blocks, int) or num_blocks < 0:
             raise ValueError(f"`num_blocks` must be an int >= 0, got {num_blocks!r}")
@@ -538,7 +515,7 @@ class VMambaStage(nn.Module):
 
     def enable_time_embedding(self, embedding_dim: int, mode: str = "gate_bias") -> None:
         """Let every block inject an (N, ``embedding_dim``) embedding by ``mode``."""
-        _positive_int("time_embedding_dim", embedding_dim)
+        check_positive_int("time_embedding_dim", embedding_dim)
         check_injection_mode(mode)
         for block in self.blocks:
             block.enable_time_embedding(embedding_dim, mode)

@@ -26,16 +26,11 @@ from torch import nn
 
 from smp_like.base import nd
 from smp_like.base.blocks import BUILDING_BLOCKS, DOWN_MODES, Downsample, build_block, check_order
+from smp_like.base.checks import check_positive_int
 from smp_like.base.embedding import check_injection_mode
 from smp_like.encoders._base import EncoderMixin
 
 __all__ = ["FlemmeCNNEncoder", "flemme_cnn_encoders"]
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}")
-    return value
 
 
 def _channel_list(name: str, value: object, allow_empty: bool = False) -> list[int]:
@@ -125,25 +120,25 @@ class FlemmeCNNEncoder(nn.Module, EncoderMixin):
         time_injection: str = "gate_bias",
     ):
         super().__init__()
-        _positive_int("in_channels", in_channels)
-        _positive_int("depth", depth)
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("depth", depth)
         nd.check_spatial_dims(spatial_dims)
-        _positive_int("patch_size", patch_size)
+        check_positive_int("patch_size", patch_size)
         if patch_size & (patch_size - 1) or patch_size > 2**depth:
             raise ValueError(
                 f"`patch_size` must be a power of 2 no larger than 2**depth={2**depth}, got {patch_size!r}"
             )
-        _positive_int("patch_channel", patch_channel)
+        check_positive_int("patch_channel", patch_channel)
         down = _channel_list("down_channels", down_channels, allow_empty=True)
         middle = _channel_list("middle_channels", middle_channels, allow_empty=True)
         if building_block not in BUILDING_BLOCKS:
             raise ValueError(f"`building_block` must be one of {BUILDING_BLOCKS}, got {building_block!r}")
-        _positive_int("num_blocks", num_blocks)
+        check_positive_int("num_blocks", num_blocks)
         if down_mode not in DOWN_MODES:
             raise ValueError(f"`down_mode` must be one of {DOWN_MODES}, got {down_mode!r}")
         check_order(order)
         if time_embedding_dim is not None:
-            _positive_int("time_embedding_dim", time_embedding_dim)
+            check_positive_int("time_embedding_dim", time_embedding_dim)
             check_injection_mode(time_injection)
 
         patch_level = patch_size.bit_length() - 1  # log2(patch_size)
@@ -199,7 +194,7 @@ class FlemmeCNNEncoder(nn.Module, EncoderMixin):
 
     def enable_time_embedding(self, embedding_dim: int, mode: str = "gate_bias") -> None:
         """Give every building block an embedding injection (see :class:`~smp_like.base.blocks.ConvBlock`)."""
-        _positive_int("time_embedding_dim", embedding_dim)
+        check_positive_int("time_embedding_dim", embedding_dim)
         check_injection_mode(mode)
         for level in self.levels:
             for block in level.blocks:

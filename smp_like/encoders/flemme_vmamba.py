@@ -12,24 +12,19 @@ token grid, so any input size works and nothing depends on an image size.
 """
 
 import math
-from typing import Any, List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from smp_like.base import nd
+from smp_like.base.checks import check_positive_int
 from smp_like.base.embedding import check_injection_mode
 from smp_like.encoders._base import EncoderMixin
 from smp_like.encoders._vmamba_blocks import TokenNorm, VMambaStage, check_block_kwargs
 
 __all__ = ["FlemmeVMambaEncoder", "flemme_vmamba_encoders"]
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}")
-    return value
 
 
 class _PatchEmbedding(nn.Module):
@@ -132,10 +127,10 @@ class FlemmeVMambaEncoder(nn.Module, EncoderMixin):
         time_injection: str = "gate_bias",
     ):
         super().__init__()
-        _positive_int("in_channels", in_channels)
-        _positive_int("depth", depth)
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("depth", depth)
         self._spatial_dims = nd.check_spatial_dims(spatial_dims)
-        _positive_int("patch_size", patch_size)
+        check_positive_int("patch_size", patch_size)
         if patch_size & (patch_size - 1):
             raise ValueError(f"`patch_size` must be a power of two (1, 2, 4, 8, ...), got {patch_size!r}")
         patch_level = int(math.log2(patch_size))
@@ -144,10 +139,10 @@ class FlemmeVMambaEncoder(nn.Module, EncoderMixin):
                 f"`patch_size`={patch_size} has stride 2**{patch_level}, deeper than `depth` (encoder_depth)="
                 f"{depth}; use patch_size <= {2**depth} or a larger depth"
             )
-        _positive_int("patch_channel", patch_channel)
+        check_positive_int("patch_channel", patch_channel)
         down_channels = tuple(down_channels)
         for c in down_channels:
-            _positive_int("down_channels", c)
+            check_positive_int("down_channels", c)
         num_merges = depth - patch_level
         if len(down_channels) < num_merges:
             raise ValueError(
@@ -155,7 +150,7 @@ class FlemmeVMambaEncoder(nn.Module, EncoderMixin):
                 f"patch_size={patch_size}, got {down_channels!r}"
             )
         if middle_channels is not None:
-            _positive_int("middle_channels", middle_channels)
+            check_positive_int("middle_channels", middle_channels)
         num_stages = num_merges + 1
         if isinstance(num_blocks, int) and not isinstance(num_blocks, bool):
             blocks_per_stage = [num_blocks] * num_stages
@@ -249,7 +244,7 @@ class FlemmeVMambaEncoder(nn.Module, EncoderMixin):
         Raises:
             ValueError: for a bad width or mode.
         """
-        _positive_int("time_embedding_dim", embedding_dim)
+        check_positive_int("time_embedding_dim", embedding_dim)
         check_injection_mode(mode)
         for stage in self._all_stages():
             stage.enable_time_embedding(embedding_dim, mode)

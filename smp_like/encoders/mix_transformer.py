@@ -17,28 +17,8 @@ import torch
 import torch.nn as nn
 
 from smp_like.base import nd
+from smp_like.base.modules import DropPath
 from smp_like.encoders._base import EncoderMixin
-
-
-class DropPath(nn.Module):
-    """Stochastic depth (Huang et al. 2016): drop a whole residual branch per sample while training.
-
-    Kept samples are scaled by ``1 / (1 - drop_prob)`` so the expectation is unchanged; identity in eval mode.
-    """
-
-    def __init__(self, drop_prob: float = 0.0):
-        super().__init__()
-        self.drop_prob = float(drop_prob)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.drop_prob == 0.0:
-            return x
-        keep = 1.0 - self.drop_prob
-        mask = x.new_empty([x.shape[0]] + [1] * (x.dim() - 1)).bernoulli_(keep)
-        return x * mask / keep
-
-    def extra_repr(self) -> str:
-        return f"drop_prob={self.drop_prob:.3f}"
 
 
 def _tokens_to_map(x: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from smp_like.base import nd
+from smp_like.base.modules import DropPath
 from smp_like.encoders._base import EncoderMixin
 from smp_like.encoders._efficientnet_blocks import (
     B0_HEAD_CHANNELS,
@@ -31,27 +32,6 @@ from smp_like.encoders._utils import normalize_stage_strides
 
 # Which of the seven block stages make up encoder stages 2..5 (stage 1 is the stem).
 _STAGE_BLOCKS = {2: (0, 1), 3: (2,), 4: (3, 4), 5: (5, 6)}
-
-
-class DropPath(nn.Module):
-    """Drop the residual branch per sample during training (stochastic depth, Huang et al. 2016).
-
-    Kept branches are scaled by ``1 / (1 - drop_prob)`` so the mean is unchanged; identity in eval mode.
-    """
-
-    def __init__(self, drop_prob: float = 0.0):
-        super().__init__()
-        self.drop_prob = float(drop_prob)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.drop_prob == 0.0:
-            return x
-        keep = 1.0 - self.drop_prob
-        mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
-        return x * mask.div_(keep)
-
-    def extra_repr(self) -> str:
-        return f"drop_prob={self.drop_prob:.3f}"
 
 
 class Swish(nn.Module):

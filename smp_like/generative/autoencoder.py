@@ -22,6 +22,7 @@ import torch
 import torch.nn as nn
 
 from smp_like.base import nd
+from smp_like.base.checks import check_positive_int
 from smp_like.base.hub import HubMixin
 from smp_like.base.model import MODEL_REGISTRY, check_image_batch
 from smp_like.base.modules import Activation
@@ -36,11 +37,6 @@ RECON_LOSSES = ("mse", "l1", "ssim")
 OUTPUT_ACTIVATIONS = (None, "sigmoid", "tanh")
 
 Size = Union[int, Sequence[int]]
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}")
 
 
 class NoSkipDecoder(nn.Module):
@@ -130,11 +126,11 @@ class AE(nn.Module, HubMixin):
     ):
         super().__init__()
         nd.check_spatial_dims(spatial_dims)
-        _check_positive_int("in_channels", in_channels)
-        _check_positive_int("encoder_depth", encoder_depth)
-        _check_positive_int("latent_channels", latent_channels)
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("encoder_depth", encoder_depth)
+        check_positive_int("latent_channels", latent_channels)
         if out_channels is not None:
-            _check_positive_int("out_channels", out_channels)
+            check_positive_int("out_channels", out_channels)
         if isinstance(decoder_channels, (str, bytes)) or not all(
             isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in decoder_channels
         ):
@@ -386,7 +382,7 @@ class VAE(AE):
         Returns:
             (n, out_channels, *size), on the model's device.
         """
-        _check_positive_int("n", n)
+        check_positive_int("n", n)
         size = self._spatial_size(size)
         param = next(self.parameters())
         device = generator.device if generator is not None else param.device

@@ -12,17 +12,13 @@ import torch
 import torch.nn as nn
 
 from smp_like.base import nd
+from smp_like.base.checks import check_positive_int
 from smp_like.base.heads import POOLINGS
 from smp_like.base.hub import HubMixin
 from smp_like.base.initialization import initialize_head
 from smp_like.base.model import MODEL_REGISTRY, check_image_batch
 from smp_like.base.modules import Activation
 from smp_like.encoders import get_encoder
-
-
-def _check_positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int, got {value!r}")
 
 
 class ClM(nn.Module, HubMixin):
@@ -68,9 +64,9 @@ class ClM(nn.Module, HubMixin):
     ):
         super().__init__()
         nd.check_spatial_dims(spatial_dims)
-        _check_positive_int("classes", classes)
-        _check_positive_int("in_channels", in_channels)
-        _check_positive_int("encoder_depth", encoder_depth)
+        check_positive_int("classes", classes)
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("encoder_depth", encoder_depth)
         if pooling not in POOLINGS:
             raise ValueError(f"`pooling` must be one of {POOLINGS}, got {pooling!r}")
         if isinstance(hidden_channels, (str, bytes)) or not all(

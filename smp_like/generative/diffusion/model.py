@@ -28,9 +28,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from smp_like.base import nd
+from smp_like.base.checks import check_positive_int
 from smp_like.base.hub import HubMixin
 from smp_like.base.model import MODEL_REGISTRY, check_image_batch
-from smp_like.generative.diffusion.scheduler import DiffusionScheduler, TIMESTEP_SPACINGS
+from smp_like.generative.diffusion.scheduler import TIMESTEP_SPACINGS, DiffusionScheduler
 
 __all__ = ["DDPM", "DDIM", "SAMPLERS", "CLASS_EMBEDDINGS", "IMAGE_CONDITIONINGS", "progress_bar"]
 
@@ -52,13 +53,6 @@ def progress_bar(iterable: Any, enabled: bool, desc: str, total: Optional[int] =
 def _check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {tuple(choices)}, got {value!r}")
-
-
-def _check_positive_int(name: str, value: Any, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int{' or None' if allow_none else ''}, got {value!r}")
 
 
 class DDPM(nn.Module, HubMixin):
@@ -133,11 +127,11 @@ class DDPM(nn.Module, HubMixin):
         requested_sampler = sampler
         sampler = self._default_sampler if sampler is None else sampler
         nd.check_spatial_dims(spatial_dims)
-        _check_positive_int("in_channels", in_channels)
-        _check_positive_int("time_embedding_dim", time_embedding_dim)
-        _check_positive_int("num_classes", num_classes, allow_none=True)
-        _check_positive_int("condition_channels", condition_channels, allow_none=True)
-        _check_positive_int("num_inference_steps", num_inference_steps)
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("time_embedding_dim", time_embedding_dim)
+        check_positive_int("num_classes", num_classes, allow_none=True)
+        check_positive_int("condition_channels", condition_channels, allow_none=True)
+        check_positive_int("num_inference_steps", num_inference_steps)
         _check_choice("class_embedding", class_embedding, CLASS_EMBEDDINGS)
         _check_choice("image_conditioning", image_conditioning, IMAGE_CONDITIONINGS)
         _check_choice("sampler", sampler, SAMPLERS)
@@ -477,7 +471,7 @@ class DDPM(nn.Module, HubMixin):
             if reference is None:
                 raise ValueError("`num_samples` is required when no `labels`, `condition` or `noise` give it")
             num_samples = reference.shape[0]
-        _check_positive_int("num_samples", num_samples)
+        check_positive_int("num_samples", num_samples)
         if size is None:
             if noise is not None:
                 size = tuple(noise.shape[2:])
