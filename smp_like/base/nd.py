@@ -4,7 +4,7 @@ Every native block takes ``spatial_dims`` (2 or 3; 1 where it makes sense) and a
 so a 3D network is the 2D one with a different argument rather than a second copy of the code.
 """
 
-from typing import Sequence, Type, Union
+from typing import Sequence, Tuple, Type, Union
 
 import torch.nn as nn
 
@@ -112,3 +112,20 @@ def as_tuple(value: Union[int, Sequence[int]], spatial_dims: int, what: str = "v
     if len(value) != spatial_dims:
         raise ValueError(f"`{what}` must be an int or have {spatial_dims} entries, got {value!r}")
     return value
+
+
+def spatial_size(size: Union[int, Sequence[int]], spatial_dims: int, what: str = "size") -> Tuple[int, ...]:
+    """A spatial size as ``spatial_dims`` positive ints (an int is broadcast to every axis).
+
+    Raises:
+        ValueError: naming ``what`` for a wrong length, a non-integer or a non-positive entry.
+    """
+    try:
+        size = as_tuple(size, spatial_dims, what)
+    except (TypeError, ValueError) as err:
+        raise ValueError(
+            f"`{what}` must be an int or {spatial_dims} positive ints (spatial_dims={spatial_dims}), got {size!r}"
+        ) from err
+    if any(s < 1 for s in size):
+        raise ValueError(f"`{what}` must be positive, got {size!r}")
+    return size

@@ -171,12 +171,14 @@ def _key(name: str) -> str:
     return name.lower().replace("_", "").replace("-", "")
 
 
-def make_activation(activation: str | type[nn.Module] | None) -> nn.Module:
+def make_activation(activation: str | type[nn.Module] | None, channel_dim: int = 1) -> nn.Module:
     """Build an activation from a ``torch.nn`` class name or ``torch.nn.functional`` function name.
 
     Args:
         activation: e.g. ``"relu"``, ``"GELU"``, ``"silu"``, ``"LeakyReLU"``, ``"leaky_relu"``, ``"identity"``;
             an ``nn.Module`` subclass (instantiated without arguments); or None (identity).
+        channel_dim: the channel axis, for the activations that normalise over one (softmax and kin): 1 for
+            channels-first maps, -1 for channels-last tokens.
 
     Returns:
         An ``nn.Module``.
@@ -202,7 +204,7 @@ def make_activation(activation: str | type[nn.Module] | None) -> nn.Module:
     if key in _ACTIVATION_CLASSES:
         cls = _ACTIVATION_CLASSES[key]
         if key in _NEEDS_CHANNEL_DIM:
-            return cls(dim=1)
+            return cls(dim=channel_dim)
         try:
             return cls()
         except TypeError as err:

@@ -34,10 +34,10 @@ from smp_like.base.checks import check_positive_int
 from smp_like.base.embedding import EmbeddingInjection, check_injection_mode
 from smp_like.base.modules import DropPath
 from smp_like.base.nd import check_spatial_dims, conv_type, interpolation_mode
+from smp_like.base.norms import make_activation
 from smp_like.encoders._base import EncoderMixin
 
 __all__ = [
-    "ACTIVATIONS",
     "NORMALIZATIONS",
     "AbsolutePositionEmbedding",
     "DropPath",
@@ -51,21 +51,10 @@ __all__ = [
     "SwinStage",
     "ViTBlock",
     "ViTStage",
-    "make_activation",
     "make_token_norm",
 ]
 
 NORMALIZATIONS = ("layer", "rms")
-_ACTIVATIONS = {
-    "gelu": nn.GELU,
-    "relu": nn.ReLU,
-    "silu": nn.SiLU,
-    "swish": nn.SiLU,
-    "elu": nn.ELU,
-    "leakyrelu": nn.LeakyReLU,
-    "tanh": nn.Tanh,
-}
-ACTIVATIONS = tuple(_ACTIVATIONS)
 
 
 def _probability(name: str, value: Any) -> float:
@@ -101,17 +90,6 @@ def make_token_norm(normalization: str, channels: int) -> nn.Module:
     raise ValueError(f"`normalization` must be one of {NORMALIZATIONS}, got {normalization!r}")
 
 
-def make_activation(activation: str) -> nn.Module:
-    """The MLP non-linearity named ``activation`` (one of :data:`ACTIVATIONS`).
-
-    Raises:
-        ValueError: for an unknown name.
-    """
-    if activation not in _ACTIVATIONS:
-        raise ValueError(f"`activation` must be one of {ACTIVATIONS}, got {activation!r}")
-    return _ACTIVATIONS[activation]()
-
-
 class Mlp(nn.Module):
     """``Linear → activation → dropout → Linear → dropout`` (the transformer MLP, Dosovitskiy et al. 2021, eq. 3)."""
 
@@ -119,7 +97,7 @@ class Mlp(nn.Module):
         super().__init__()
         hidden = max(1, round(channels * hidden_ratio))
         self.fc1 = nn.Linear(channels, hidden)
-        self.act = make_activation(activation)
+        self.act = make_activation(activation, channel_dim=-1)
         self.fc2 = nn.Linear(hidden, channels)
         self.drop = nn.Dropout(dropout)
 
@@ -788,7 +766,7 @@ class FlemmeTransformerEncoder(nn.Module, EncoderMixin):
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"`normalization` must be one of {NORMALIZATIONS}, got {normalization!r}")
         check_positive_int("num_norm_groups", num_norm_groups)
-        make_activation(activation)
+        make_activation(activation, channel_dim=-1)
         _probability("dropout", dropout)
         _probability("drop_path", drop_path)
         if (

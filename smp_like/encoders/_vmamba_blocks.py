@@ -43,12 +43,12 @@ from smp_like.base import nd
 from smp_like.base.checks import check_positive_int
 from smp_like.base.embedding import EmbeddingInjection, check_injection_mode
 from smp_like.base.modules import DropPath
+from smp_like.base.norms import make_activation
 
 __all__ = [
     "BUILDING_BLOCKS",
     "SCAN_MODES",
     "NORMALIZATIONS",
-    "MLP_ACTIVATIONS",
     "count_directions",
     "SS2D",
     "VSSBlock",
@@ -60,7 +60,6 @@ __all__ = [
 BUILDING_BLOCKS = ("vmamba", "vmamba2", "double_vmamba", "double_vmamba2", "res_vmamba", "res_vmamba2")
 SCAN_MODES = ("single", "simplified", "cross")
 NORMALIZATIONS = ("layer", "rms", "batch", "group", "instance")
-MLP_ACTIVATIONS = ("gelu", "silu", "relu", "leakyrelu", "elu", "mish", "tanh")
 
 
 def _ops() -> Any:
@@ -128,8 +127,7 @@ def check_block_kwargs(
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"`normalization` must be one of {NORMALIZATIONS}, got {normalization!r}")
     check_positive_int("num_norm_groups", num_norm_groups)
-    if activation not in MLP_ACTIVATIONS:
-        raise ValueError(f"`activation` must be one of {MLP_ACTIVATIONS}, got {activation!r}")
+    make_activation(activation, channel_dim=-1)  # raises ValueError naming `activation` for an unknown name
     _non_negative_float("dropout", dropout, 1.0)
     _non_negative_float("drop_path", drop_path, 1.0)
     _non_negative_float("mlp_hidden_ratio", mlp_hidden_ratio)
@@ -188,21 +186,6 @@ class TokenNorm(nn.Module):
         shape = x.shape
         tokens = x.reshape(shape[0], -1, shape[-1]).transpose(1, 2)  # (N, C, L)
         return self.norm(tokens).transpose(1, 2).reshape(shape)
-
-
-def _activation(name: str) -> nn.Module:
-    table = {
-        "gelu": nn.GELU,
-        "silu": nn.SiLU,
-        "relu": nn.ReLU,
-        "leakyrelu": nn.LeakyReLU,
-        "elu": nn.ELU,
-        "mish": nn.Mish,
-        "tanh": nn.Tanh,
-    }
-    if name not in table:
-        raise ValueError(f"`activation` must be one of {MLP_ACTIVATIONS}, got {name!r}")
-    return table[name]()
 
 
 def inverse_softplus_dt(
@@ -405,7 +388,7 @@ class VSSBlock(nn.Module):
             self.mlp_norm: Optional[nn.Module] = TokenNorm(normalization, channels, num_norm_groups)
             self.mlp: Optional[nn.Module] = nn.Sequential(
                 nn.Linear(channels, hidden),
-                _activation(activation),
+                make_activation(activation, channel_dim=-1),
                 nn.Dropout(dropout),
                 nn.Linear(hidden, channels),
                 nn.Dropout(dropout),

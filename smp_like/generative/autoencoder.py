@@ -188,17 +188,8 @@ class AE(nn.Module, HubMixin):
 
     # ----- shapes -------------------------------------------------------------------------------------------------
 
-    def _spatial_size(self, size: Size, what: str = "size") -> Tuple[int, ...]:
-        try:
-            size = nd.as_tuple(size, self.spatial_dims, what)
-        except (TypeError, ValueError) as err:
-            raise ValueError(
-                f"`{what}` must be an int or {self.spatial_dims} positive ints (spatial_dims={self.spatial_dims}), "
-                f"got {size!r}"
-            ) from err
-        if any(s < 1 for s in size):
-            raise ValueError(f"`{what}` must be positive, got {size!r}")
-        return size
+    def _spatial_size(self, size: Size) -> Tuple[int, ...]:
+        return nd.spatial_size(size, self.spatial_dims)
 
     def stage_sizes(self, size: Size) -> List[Tuple[int, ...]]:
         """Spatial size of every encoder feature for an input of spatial ``size``, finest (the input) first.

@@ -322,7 +322,7 @@ def test_dt_floor_applies():
         ({"scan_mode": "zigzag"}, "scan_mode"),
         ({"flip_scan": "yes"}, "flip_scan"),
         ({"normalization": "weird"}, "normalization"),
-        ({"activation": "swish"}, "activation"),
+        ({"activation": "swishy"}, "activation"),
         ({"state_channel": 0}, "state_channel"),
         ({"conv_kernel_size": 0}, "conv_kernel_size"),
         ({"inner_factor": 0}, "inner_factor"),

@@ -410,13 +410,7 @@ class DDPM(nn.Module, HubMixin):
         return self.scheduler.classifier_free_guidance(conditional, unconditional, guidance_scale)
 
     def _spatial_size(self, size: Size) -> Tuple[int, ...]:
-        try:
-            size = nd.as_tuple(size, self.spatial_dims, "size")
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"`size` must be an int or {self.spatial_dims} positive ints, got {size!r}") from err
-        if any(not isinstance(s, int) or s < 1 for s in size):
-            raise ValueError(f"`size` must be positive ints, got {size!r}")
-        return tuple(size)
+        return nd.spatial_size(size, self.spatial_dims)
 
     @torch.no_grad()
     def sample(
