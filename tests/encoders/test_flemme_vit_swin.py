@@ -33,15 +33,10 @@ SMALL = {
 
 @pytest.fixture(autouse=True)
 def registered():
-    """The families in the registry for the duration of a test (the lead wires them in permanently)."""
-    saved = {name: encoders[name] for name in NAMES if name in encoders}
-    encoders.update(flemme_vit_encoders)
-    encoders.update(flemme_swin_encoders)
+    """Both families are registered by smp_like.encoders itself (the registry is left untouched: re-inserting
+    entries would reorder it, and the encoder table follows its order); every test starts from seed 0."""
+    assert all(encoders[name] is entry for name, entry in {**flemme_vit_encoders, **flemme_swin_encoders}.items())
     torch.manual_seed(0)
-    yield
-    for name in NAMES:
-        encoders.pop(name, None)
-    encoders.update(saved)
 
 
 def check_contract(encoder, x, features):

@@ -32,14 +32,18 @@ def wasserstein_1(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_tiny_ddpm_learns_two_class_blobs_and_ddim_samples_match_data():
     """Training for 250 steps at least halves the loss; 20-step DDIM samples are closer to the data than noise.
 
-    Criterion (stated here, measured on 64 samples vs 512 data images): both (a) the W1 distance between pixel
-    value distributions and (b) the mean-squared distance between mean images are below 0.6x those of Gaussian
-    noise of the same shape.
+    Criterion (stated here, measured on 64 samples vs 512 data images): (a) the W1 distance between pixel value
+    distributions is below 0.4x that of Gaussian noise of the same shape, (b) the mean-squared distance between mean
+    images is below 0.3x that of noise, and (c) the samples of each class are closer to that class's mean image than
+    to the other class's. (Seeds 0-2 gave 0.16-0.18, 0.04-0.05 and a clear class separation.)
+
+    v-prediction: SMP's Unet has no stride-1 skip, so predicting epsilon (which at large t is the identity of x_t
+    at full resolution) plateaus for this tiny model; v and x0 targets are smooth and learn fast (docs/diffusion_models.md).
     """
     g = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     model = DDPM(**{**TINY, "decoder_channels": (32, 16, 8), "time_embedding_dim": 32}, in_channels=1,
-                 num_train_timesteps=100, beta_schedule="cosine", num_classes=2)
+                 num_train_timesteps=100, beta_schedule="cosine", num_classes=2, prediction_type="v_prediction")
     optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3)
     losses = []
     for _ in range(250):
@@ -56,12 +60,16 @@ def test_tiny_ddpm_learns_two_class_blobs_and_ddim_samples_match_data():
     samples = model.sample(labels=labels, size=16, sampler="ddim", num_inference_steps=20,
                            generator=torch.Generator().manual_seed(1), progress=False)
     assert samples.shape == (64, 1, 16, 16) and samples.abs().max() <= 1.0
-    data, _ = two_class_blobs(512, torch.Generator().manual_seed(2))
+    data, data_labels = two_class_blobs(512, torch.Generator().manual_seed(2))
     noise = torch.randn(64, 1, 16, 16, generator=torch.Generator().manual_seed(3))
-    assert wasserstein_1(samples, data) < 0.6 * wasserstein_1(noise, data)
+    assert wasserstein_1(samples, data) < 0.4 * wasserstein_1(noise, data)
     mean_gap = ((samples.mean(0) - data.mean(0)) ** 2).mean()
     noise_gap = ((noise.mean(0) - data.mean(0)) ** 2).mean()
-    assert mean_gap < 0.6 * noise_gap
+    assert mean_gap < 0.3 * noise_gap
+    for c in (0, 1):
+        own = ((samples[labels == c].mean(0) - data[data_labels == c].mean(0)) ** 2).mean()
+        other = ((samples[labels == c].mean(0) - data[data_labels != c].mean(0)) ** 2).mean()
+        assert own < other, (c, own, other)
 
 
 def test_loss_is_mse_to_the_scheduler_target():
