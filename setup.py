@@ -22,7 +22,19 @@ setup(
         "tqdm",
     ],
     extras_require={
-        "train": ["albumentations>=1.4", "matplotlib>=3.5", "pyyaml>=6"],
+        # Training and data: Lightning is the engine, pydantic validates configs, nibabel/tifffile read volumes
+        # and large TIFFs, torchdata gives the resumable (stateful) data loader.
+        "train": [
+            "albumentations>=1.4",
+            "matplotlib>=3.5",
+            "pyyaml>=6",
+            "lightning>=2.2",
+            "pydantic>=2.5",
+            "nibabel>=5",
+            "tifffile>=2023.7",
+            "torchdata>=0.8",
+            "tensorboard>=2.14",
+        ],
         "test": [
             "pytest>=7",
             "pytest-xdist>=3",
@@ -32,6 +44,7 @@ setup(
             "onnx",
             "onnxscript",
             "onnxruntime",
+            "monai>=1.3",  # test-only oracle for sliding-window inference
         ],
         "mamba": ["mamba-ssm>=2"],
     },
