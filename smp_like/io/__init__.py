@@ -5,6 +5,7 @@ NIfTI volumes, so ``import smp_like.io`` is cheap.
 """
 
 from smp_like.io.atomic import atomic_output
+from smp_like.io.preprocessing import PREPROCESSING_NAME, Preprocessing
 from smp_like.io.images import (
     IMAGE_SUFFIXES,
     ImageReadError,
@@ -19,6 +20,8 @@ from smp_like.io.volumes import VOLUME_SUFFIXES, Volume, is_volume_path, read_vo
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "PREPROCESSING_NAME",
+    "Preprocessing",
     "ImageReadError",
     "VOLUME_SUFFIXES",
     "Volume",
