@@ -1,4 +1,5 @@
-"""``smp-like`` command line: ``demo`` (train a small Unet on synthetic shapes) and ``download`` (fill the cache)."""
+"""``smp-like`` command line: ``demo`` (train a small Unet on synthetic shapes), ``train`` / ``test`` (the config-driven
+pipeline on your own data) and ``download`` (fill the cache)."""
 
 import argparse
 import sys
@@ -29,6 +30,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser = commands.add_parser("demo", help="train a small Unet on synthetic shapes and report IoU")
     demo.add_arguments(demo_parser)
     demo_parser.set_defaults(handler=demo.run_from_args)
+
+    from smp_like.training import commands as training_commands
+
+    train_parser = commands.add_parser("train", help="train a model on your own data from a YAML config")
+    training_commands.add_train_arguments(train_parser)
+    train_parser.set_defaults(handler=training_commands.run_train)
+    test_parser = commands.add_parser("test", help="score a trained run on its test split (CSV/JSON + mask PNGs)")
+    training_commands.add_test_arguments(test_parser)
+    test_parser.set_defaults(handler=training_commands.run_test)
     return parser
 
 

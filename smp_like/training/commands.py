@@ -1,0 +1,70 @@
+"""The ``smp-like train`` and ``smp-like test`` verbs (argument parsing and printing only)."""
+
+import argparse
+import json
+import sys
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``smp-like train``."""
+    parser.add_argument("--config", required=True, help="YAML config file (see docs/configuration.md)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="dotted overrides, e.g. --set trainer.max_epochs=3 optimizer.lr=1e-4")
+    parser.add_argument("--resume", action="store_true", help="continue from the run's checkpoints/last.ckpt")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config (defaults filled) and exit without training")
+    parser.add_argument("--no-test", action="store_true", help="skip the test split after training")
+
+
+def add_test_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``smp-like test``."""
+    parser.add_argument("--config", required=True, help="the run's YAML config")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="dotted overrides")
+    parser.add_argument("--checkpoint", default=None,
+                        help="'best' (default: the run's best/), 'last', a .ckpt file or a saved model folder")
+    parser.add_argument("--split", default="test", choices=("test", "val"), help="split to score (default: test)")
+    parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+
+
+def _print_scores(result: dict) -> None:
+    print(f"{result['split']}: {result['images']} images")
+    for name, values in result["per_class"].items():
+        text = "  ".join(f"{k} {'n/a' if v is None else f'{v:.3f}'}" for k, v in values.items())
+        print(f"  {name:<14} {text}")
+    print("  mean           " + "  ".join(f"{k} {'n/a' if v is None else f'{v:.3f}'}"
+                                           for k, v in result["mean"].items()))
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """``smp-like train``: validate, train, export ``best/``, then score the test split if the config has one."""
+    from smp_like.training.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    if args.print_config:
+        sys.stdout.write(cfg.to_yaml())
+        return 0
+    from smp_like.training.run import train
+
+    summary = train(cfg, resume=True if args.resume else None)
+    if not summary:  # a non-zero rank of a distributed run
+        return 0
+    print(f"best {summary['monitor']} = {summary['best_value']} (epoch {summary['best_epoch']}); "
+          f"run folder: {summary['run_dir']}")
+    if cfg.data.test and not args.no_test:
+        from smp_like.training.evaluate import evaluate
+
+        _print_scores(evaluate(cfg))
+    return 0
+
+
+def run_test(args: argparse.Namespace) -> int:
+    """``smp-like test``: score the run's best (or a named) checkpoint on a split; write CSV/JSON and mask PNGs."""
+    from smp_like.training.config import load_config
+    from smp_like.training.evaluate import evaluate
+
+    cfg = load_config(args.config, args.overrides)
+    result = evaluate(cfg, args.checkpoint, args.split, device=args.device)
+    _print_scores(result)
+    print(f"wrote {json.dumps(result['files'])}")
+    return 0

@@ -1,0 +1,630 @@
+"""The training configuration: a YAML file validated by a pydantic schema before anything is built.
+
+``load_config(path, overrides)`` reads the YAML with ``yaml.safe_load`` (plus ``1e-4``-style floats, which YAML 1.1
+would read as strings), applies dotted ``--set`` overrides, and validates. Every error names the key path, the value
+and what was expected; unknown keys suggest the closest known name. ``TrainConfig.to_yaml()`` writes the resolved
+config (defaults filled) that ``load_config`` reads back unchanged.
+
+Sections: ``model``, ``data``, ``loss``, ``metrics``, ``optimizer``, ``scheduler``, ``trainer``, ``checkpoint``,
+``early_stopping``, ``plots``, plus ``seed``, ``output_dir``, ``run_name``, ``resume``, ``skip_nonfinite``. See
+docs/configuration.md for every key.
+"""
+
+import difflib
+import inspect
+import re
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Literal, Optional, Sequence, Tuple, Union
+
+try:
+    import yaml
+    from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+except ImportError as err:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "smp_like.training.config needs pydantic and pyyaml; install them with `pip install smp_like[train]`."
+    ) from err
+
+__all__ = [
+    "ConfigError",
+    "TrainConfig",
+    "load_config",
+    "parse_config",
+    "apply_overrides",
+    "OPTIMIZERS",
+    "SCHEDULERS",
+    "METRICS",
+]
+
+TASKS = ("binary", "multiclass", "multilabel")
+MASK_FORMATS = ("index", "binary", "colour")
+#: Metric names accepted in ``metrics.names`` (functions of ``smp_like.metrics`` on confusion counts).
+METRICS: Tuple[str, ...] = ("iou", "dice", "precision", "recall", "accuracy", "specificity")
+
+
+class ConfigError(ValueError):
+    """An invalid configuration; ``errors`` lists one ``"key.path: message"`` line per problem."""
+
+    def __init__(self, errors: Sequence[str], source: Optional[str] = None):
+        self.errors = list(errors)
+        where = f" in {source}" if source else ""
+        super().__init__(f"invalid configuration{where}:\n  " + "\n  ".join(self.errors))
+
+
+def _suggest(name: str, choices: Iterable[str]) -> str:
+    choices = list(choices)
+    lowered = {c.lower(): c for c in choices}
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=1, cutoff=0.6)
+    return f"; did you mean {lowered[close[0]]!r}?" if close else ""
+
+
+def _torch_names(module: Any, base: type) -> List[str]:
+    return sorted(
+        name for name, obj in vars(module).items()
+        if inspect.isclass(obj) and issubclass(obj, base) and obj is not base and not name.startswith("_")
+    )
+
+
+def _optimizers() -> List[str]:
+    import torch
+
+    return _torch_names(torch.optim, torch.optim.Optimizer)
+
+
+def _schedulers() -> List[str]:
+    import torch
+
+    names = _torch_names(torch.optim.lr_scheduler, torch.optim.lr_scheduler.LRScheduler)
+    return sorted(set(names + ["ReduceLROnPlateau"]) - {"LRScheduler", "SequentialLR", "ChainedScheduler"})
+
+
+OPTIMIZERS = _optimizers
+SCHEDULERS = _schedulers
+
+
+def _check_kwargs(owner: str, target: Any, kwargs: Dict[str, Any], skip: Sequence[str] = ()) -> List[str]:
+    """Errors for keyword arguments ``target`` (a class or function) does not take, with close-name suggestions."""
+    try:
+        params = inspect.signature(target).parameters
+    except (TypeError, ValueError):  # builtins without a signature: let the constructor decide
+        return []
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return []
+    known = [n for n in params if n not in ("self", "params") and n not in skip]
+    name = getattr(target, "__name__", str(target))
+    return [
+        f"{owner}.{key}: {name} takes no argument {key!r}{_suggest(key, known)} (it takes: {', '.join(known)})"
+        for key in kwargs if key not in params
+    ]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class _OpenSection(BaseModel):
+    """A section whose extra keys are constructor arguments, checked against the constructor's signature."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    @property
+    def kwargs(self) -> Dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+# --------------------------------------------------------------------------------------------------- sections
+
+
+class ModelConfig(_OpenSection):
+    """``model``: an architecture by name plus its constructor arguments, or ``from_pretrained: folder``.
+
+    ``classes`` is filled from ``data.classes`` when not given; other keys go to the constructor as they are.
+    """
+
+    arch: Optional[str] = "Unet"
+    from_pretrained: Optional[str] = None
+    encoder_name: Optional[str] = "resnet34"
+    encoder_weights: Optional[str] = "imagenet"
+    in_channels: int = Field(3, ge=1)
+
+
+class Split(_Section):
+    """One data root: an image folder and a mask folder matched by file stem."""
+
+    images: str
+    masks: str
+    image_suffix: str = ""
+    mask_suffix: str = ""
+
+
+class NormalizationConfig(_Section):
+    """Input normalisation (see :class:`smp_like.io.Preprocessing`); default: the encoder's statistics."""
+
+    normalization: Literal["mean_std", "zscore", "none"] = "mean_std"
+    mean: Optional[List[float]] = None
+    std: Optional[List[float]] = None
+    max_pixel_value: float = Field(255.0, gt=0)
+    clip: Optional[Tuple[float, float]] = None
+
+
+class Transform(_OpenSection):
+    """One albumentations transform: ``name`` (a class of ``albumentations``) and its arguments."""
+
+    name: str
+
+
+class AugmentConfig(_Section):
+    train: List[Transform] = Field(default_factory=list)
+    eval: List[Transform] = Field(default_factory=list)
+
+
+class DataConfig(_Section):
+    """``data``: where the images and masks are and how to read them."""
+
+    task: Literal["binary", "multiclass", "multilabel"] = "multiclass"
+    classes: List[str] = Field(min_length=1)
+    train: List[Split] = Field(min_length=1)
+    val: List[Split] = Field(default_factory=list)
+    test: List[Split] = Field(default_factory=list)
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    mask_format: Literal["index", "binary", "colour"] = "index"
+    colour_map: Optional[List[Tuple[int, int, int]]] = None
+    ignore_index: Optional[int] = None
+    normalization: Optional[NormalizationConfig] = None
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    crop_size: Optional[Tuple[int, int]] = None
+    batch_size: int = Field(8, ge=1)
+    val_batch_size: Optional[int] = Field(None, ge=1)
+    num_workers: int = Field(0, ge=0)
+    aux_labels: Optional[str] = None
+    val_roi_size: Optional[Tuple[int, int]] = None
+    val_overlap: float = Field(0.25, ge=0.0, lt=1.0)
+
+    @field_validator("train", "val", "test", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "DataConfig":
+        if self.mask_format == "colour":
+            if not self.colour_map:
+                raise ValueError("mask_format 'colour' needs colour_map: one [r, g, b] per class, in classes order")
+            if len(self.colour_map) != len(self.classes):
+                raise ValueError(
+                    f"colour_map has {len(self.colour_map)} colours but classes has {len(self.classes)} names"
+                )
+        if self.task == "multiclass" and len(self.classes) < 2:
+            raise ValueError("task 'multiclass' needs at least 2 classes (background included)")
+        if self.task == "binary" and len(self.classes) != 1:
+            raise ValueError(f"task 'binary' has one class (the foreground), got classes={self.classes}")
+        if self.aux_labels not in (None, "mask") and not str(self.aux_labels).endswith(".csv"):
+            raise ValueError(f"aux_labels must be null, 'mask' or a .csv file, got {self.aux_labels!r}")
+        return self
+
+
+class LossTerm(_OpenSection):
+    """One ``smp_like.losses`` loss by name, its ``weight`` and constructor arguments (``mode`` follows the task)."""
+
+    name: str
+    weight: float = Field(1.0, ge=0.0)
+
+
+class LossConfig(_Section):
+    """``loss``: a weighted sum of terms, plus the aux-head weight and deep supervision (``PyramidLoss``)."""
+
+    terms: List[LossTerm] = Field(default_factory=lambda: [LossTerm(name="CrossEntropy"), LossTerm(name="Dice")])
+    aux_weight: float = Field(0.2, ge=0.0)
+    deep_supervision: bool = False
+    side_weights: Optional[List[float]] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        # `loss: Dice`, `loss: [Dice, {name: CE, weight: 0.5}]` and `loss: {name: Dice}` mean a list of terms.
+        if isinstance(value, str):
+            return {"terms": [{"name": value}]}
+        if isinstance(value, list):
+            return {"terms": [{"name": t} if isinstance(t, str) else t for t in value]}
+        if isinstance(value, dict) and "name" in value:
+            return {"terms": [value]}
+        if isinstance(value, dict) and isinstance(value.get("terms"), list):
+            value = dict(value, terms=[{"name": t} if isinstance(t, str) else t for t in value["terms"]])
+        return value
+
+
+class MetricsConfig(_Section):
+    """``metrics``: which scores to log, the one to monitor, and how per-class scores are averaged."""
+
+    names: List[Literal["iou", "dice", "precision", "recall", "accuracy", "specificity"]] = Field(
+        default_factory=lambda: ["iou", "dice"]
+    )
+    monitor: str = "val/iou"
+    mode: Literal["max", "min"] = "max"
+    include_background: bool = False
+    hd95: bool = False
+
+
+class OptimizerConfig(_OpenSection):
+    """``optimizer``: any ``torch.optim`` class by name; extra keys are its arguments."""
+
+    name: str = "AdamW"
+    lr: float = Field(1e-3, gt=0)
+    encoder_lr: Optional[float] = Field(None, gt=0)
+    decoder_lr: Optional[float] = Field(None, gt=0)
+
+
+class SchedulerConfig(_OpenSection):
+    """``scheduler``: any ``torch.optim.lr_scheduler`` by name (or null), its interval and a linear warmup."""
+
+    name: Optional[str] = None
+    interval: Literal["epoch", "step"] = "epoch"
+    warmup: int = Field(0, ge=0)
+    warmup_start_factor: float = Field(0.1, gt=0, le=1)
+
+
+class TrainerConfig(_OpenSection):
+    """``trainer``: arguments of ``lightning.pytorch.Trainer`` (the common ones typed, any other passes through)."""
+
+    max_epochs: int = Field(10, ge=1)
+    max_steps: int = -1
+    accelerator: str = "auto"
+    devices: Union[int, str, List[int]] = "auto"
+    strategy: str = "auto"
+    num_nodes: int = Field(1, ge=1)
+    precision: Union[str, int] = "32-true"
+    accumulate_grad_batches: int = Field(1, ge=1)
+    gradient_clip_val: Optional[float] = None
+    deterministic: Union[bool, str] = False
+    log_every_n_steps: int = Field(10, ge=1)
+    check_val_every_n_epoch: int = Field(1, ge=1)
+    enable_progress_bar: bool = True
+
+
+class CheckpointConfig(_Section):
+    """``checkpoint``: best-k by the monitored metric, ``last.ckpt`` every epoch and every N steps."""
+
+    save_top_k: int = Field(1, ge=-1)
+    every_n_train_steps: Optional[int] = Field(None, ge=1)
+
+
+class EarlyStoppingConfig(_Section):
+    patience: Optional[int] = Field(None, ge=1)
+    min_delta: float = 0.0
+
+
+class PlotsConfig(_Section):
+    every_n_epochs: int = Field(1, ge=1)
+    num_samples: int = Field(4, ge=1, le=16)
+
+
+class TrainConfig(_Section):
+    """The whole configuration (see the module docstring)."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig
+    loss: LossConfig = Field(default_factory=LossConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    plots: PlotsConfig = Field(default_factory=PlotsConfig)
+    seed: Optional[int] = 0
+    output_dir: str = "runs"
+    run_name: str = "run"
+    resume: bool = False
+    skip_nonfinite: bool = False
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The resolved config as plain data (extra constructor arguments included)."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.output_dir).expanduser() / self.run_name
+
+
+# ------------------------------------------------------------------------------------------------ semantics
+
+
+def _semantic_errors(cfg: TrainConfig) -> List[str]:
+    """Checks that need the registries: names of losses, optimizers, schedulers, models, transforms."""
+    import torch
+
+    from smp_like.losses import LOSSES, get_loss_class
+
+    errors: List[str] = []
+    for i, term in enumerate(cfg.loss.terms):
+        try:
+            cls = get_loss_class(term.name)
+        except ValueError:
+            errors.append(
+                f"loss.terms.{i}.name: unknown loss {term.name!r}{_suggest(term.name, LOSSES)} "
+                f"(choices: {', '.join(sorted(LOSSES))})"
+            )
+            continue
+        errors += _check_kwargs(f"loss.terms.{i}", cls, term.kwargs)
+
+    optimizers = _optimizers()
+    opt = cfg.optimizer
+    if opt.name not in optimizers:
+        errors.append(
+            f"optimizer.name: unknown optimizer {opt.name!r}{_suggest(opt.name, optimizers)} "
+            f"(choices: {', '.join(optimizers)})"
+        )
+    else:
+        errors += _check_kwargs("optimizer", getattr(torch.optim, opt.name), opt.kwargs, skip=("lr",))
+
+    sched = cfg.scheduler
+    if sched.name is not None:
+        schedulers = _schedulers()
+        if sched.name not in schedulers:
+            errors.append(
+                f"scheduler.name: unknown scheduler {sched.name!r}{_suggest(sched.name, schedulers)} "
+                f"(choices: {', '.join(schedulers)})"
+            )
+        else:
+            errors += _check_kwargs("scheduler", getattr(torch.optim.lr_scheduler, sched.name), sched.kwargs,
+                                    skip=("optimizer",))
+
+    model = cfg.model
+    if model.from_pretrained is None:
+        cls = _model_class(model.arch)
+        if cls is None:
+            errors.append(f"model.arch: unknown architecture {model.arch!r}{_suggest(str(model.arch), _archs())} "
+                          f"(choices: {', '.join(_archs())})")
+        else:
+            errors += _check_kwargs("model", cls.__init__, model.kwargs) or _trial_build(cls, model)
+        if model.arch is not None and "classes" in model.kwargs:
+            expected = len(cfg.data.classes)
+            if int(model.kwargs["classes"]) != expected:
+                errors.append(f"model.classes: {model.kwargs['classes']} disagrees with data.classes "
+                              f"({expected} names); leave it out to have it filled")
+    errors += _trainer_errors(cfg.trainer)
+    if cfg.data.augment.train or cfg.data.augment.eval:
+        errors += _transform_errors(cfg.data.augment)
+    if cfg.data.aux_labels is not None and not (model.kwargs.get("aux_params") or model.from_pretrained):
+        errors.append("data.aux_labels: the model has no classification head; add model.aux_params: {dropout: 0.2}")
+    monitor_metric = cfg.metrics.monitor.split("/")[-1]
+    allowed = set(cfg.metrics.names) | {"loss"}
+    if monitor_metric not in allowed:
+        errors.append(f"metrics.monitor: {cfg.metrics.monitor!r} is not logged; use 'val/<name>' with a name from "
+                      f"{sorted(allowed)}")
+    return errors
+
+
+def _trial_build(cls: type, model: ModelConfig) -> List[str]:
+    """Build the model on the meta device (no memory, no weights) to check arguments a ``**kwargs`` passes on."""
+    import torch
+
+    kwargs = dict(model.kwargs)
+    kwargs.setdefault("classes", 1)
+    try:
+        with torch.device("meta"):
+            cls(encoder_name=model.encoder_name, encoder_weights=None, in_channels=model.in_channels, **kwargs)
+    except (TypeError, ValueError) as err:
+        text = str(err)
+        match = re.search(r"unexpected keyword argument '([^']+)'", text)
+        if match:
+            key = match.group(1)
+            known = [n for n in inspect.signature(cls.__init__).parameters if n not in ("self", "kwargs")]
+            return [f"model.{key}: {cls.__name__} takes no argument {key!r}{_suggest(key, known)} ({text})"]
+        return [f"model: {cls.__name__} cannot be built from these arguments: {text}"]
+    except Exception:  # noqa: BLE001 - anything else (e.g. an op without meta support) is left to the real build
+        return []
+    return []
+
+
+def _archs() -> List[str]:
+    import smp_like
+
+    base = getattr(smp_like, "SegmentationModel")
+    return sorted(n for n in dir(smp_like) if inspect.isclass(getattr(smp_like, n)) and
+                  issubclass(getattr(smp_like, n), base) and getattr(smp_like, n) is not base)
+
+
+def _model_class(arch: Optional[str]) -> Optional[type]:
+    import smp_like
+
+    if arch is None:
+        return None
+    lowered = {n.lower(): n for n in _archs()}
+    name = lowered.get(arch.lower())
+    return getattr(smp_like, name) if name else None
+
+
+def _trainer_errors(trainer: TrainerConfig) -> List[str]:
+    try:
+        from lightning.pytorch import Trainer
+    except ImportError:  # pragma: no cover - depends on the environment
+        return ["trainer: lightning is not installed; `pip install smp_like[train]`"]
+    reserved = {"callbacks", "logger", "default_root_dir", "enable_checkpointing", "use_distributed_sampler"}
+    errors = [f"trainer.{k}: set by smp_like (the run folder and callbacks); remove it" for k in trainer.kwargs
+              if k in reserved]
+    return errors + _check_kwargs("trainer", Trainer.__init__, {k: v for k, v in trainer.kwargs.items()
+                                                                  if k not in reserved})
+
+
+def _transform_errors(augment: AugmentConfig) -> List[str]:
+    try:
+        import albumentations as A
+    except ImportError:  # pragma: no cover - depends on the environment
+        return ["data.augment: albumentations is not installed; `pip install smp_like[train]`"]
+    names = sorted(n for n in dir(A) if inspect.isclass(getattr(A, n)) and
+                   issubclass(getattr(A, n), A.BasicTransform))
+    errors: List[str] = []
+    for split in ("train", "eval"):
+        for i, t in enumerate(getattr(augment, split)):
+            if t.name not in names:
+                errors.append(f"data.augment.{split}.{i}.name: unknown albumentations transform {t.name!r}"
+                              f"{_suggest(t.name, names)}")
+            else:
+                errors += _check_kwargs(f"data.augment.{split}.{i}", getattr(A, t.name), t.kwargs)
+    return errors
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e-4`` (no dot) as a float, as users write it."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _yaml_value(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+def apply_overrides(values: Dict[str, Any], overrides: Sequence[str]) -> Dict[str, Any]:
+    """Apply ``key.path=value`` overrides (values parsed as YAML) to a nested dict, in place; returns it.
+
+    A list index is a number in the path (``data.train.0.images=...``).
+
+    Raises:
+        ConfigError: for an override without ``=`` or a path through a value that is not a mapping or list.
+    """
+    errors = []
+    for item in overrides:
+        if "=" not in item:
+            errors.append(f"--set {item!r}: expected key.path=value")
+            continue
+        path, text = item.split("=", 1)
+        keys = path.strip().split(".")
+        node: Any = values
+        try:
+            for key in keys[:-1]:
+                if isinstance(node, list):
+                    node = node[int(key)]
+                else:
+                    node = node.setdefault(key, {})
+                    if node is None:
+                        raise TypeError
+            last = keys[-1]
+            if isinstance(node, list):
+                node[int(last)] = _yaml_value(text)
+            elif isinstance(node, dict):
+                node[last] = _yaml_value(text)
+            else:
+                raise TypeError
+        except (TypeError, ValueError, IndexError):
+            errors.append(f"--set {item!r}: {path} does not lead through mappings or lists of the config")
+    if errors:
+        raise ConfigError(errors)
+    return values
+
+
+def _pydantic_errors(err: "ValidationError", values: Dict[str, Any]) -> List[str]:
+    out = []
+    for e in err.errors():
+        loc = [str(p) for p in e["loc"] if not str(p).startswith(("function-", "literal["))]
+        path = ".".join(loc) or "<root>"
+        if e["type"] == "extra_forbidden":
+            parent = TrainConfig
+            for part in loc[:-1]:  # walk the schema to the section that refused the key
+                field = getattr(parent, "model_fields", {}).get(part)
+                if field is None:
+                    break
+                ann = field.annotation
+                inner = [a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type)]
+                models = [a for a in inner if issubclass(a, BaseModel)]
+                parent = models[0] if models else parent
+            known = list(getattr(parent, "model_fields", {}))
+            out.append(f"{path}: unknown key{_suggest(loc[-1], known)} (known: {', '.join(known)})")
+        elif e["type"] == "missing":
+            out.append(f"{path}: required key is missing")
+        else:
+            value = e.get("input")
+            out.append(f"{path}: {e['msg']} (got {value!r})" if not isinstance(value, dict) else f"{path}: {e['msg']}")
+    return out
+
+
+def parse_config(values: Dict[str, Any], source: Optional[str] = None, check_names: bool = True) -> TrainConfig:
+    """Validate plain data as a :class:`TrainConfig`.
+
+    Args:
+        values: the parsed YAML.
+        source: file name for messages.
+        check_names: also check loss, optimizer, scheduler, model, trainer and transform names and arguments.
+
+    Raises:
+        ConfigError: listing every problem with its key path.
+    """
+    if not isinstance(values, dict):
+        raise ConfigError([f"<root>: expected a mapping of sections, got {type(values).__name__}"], source)
+    try:
+        cfg = TrainConfig.model_validate(values)
+    except ValidationError as err:
+        raise ConfigError(_pydantic_errors(err, values), source) from None
+    if check_names:
+        errors = _semantic_errors(cfg)
+        if errors:
+            raise ConfigError(errors, source)
+    return cfg
+
+
+def load_config(path: Union[str, Path], overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read, override and validate a YAML config file. Relative data paths are resolved against its folder.
+
+    Args:
+        path: the YAML file.
+        overrides: ``key.path=value`` strings (``--set``).
+
+    Returns:
+        The validated config.
+
+    Raises:
+        ConfigError: for invalid YAML or any invalid key (all listed).
+        OSError: when the file cannot be read.
+    """
+    path = Path(path)
+    try:
+        values = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as err:
+        raise ConfigError([f"<yaml>: {err}"], str(path)) from None
+    values = values if values is not None else {}
+    if isinstance(values, dict):
+        data = values.get("data")
+        if isinstance(data, dict):  # one root may be written as a mapping; overrides index the list form
+            for split in ("train", "val", "test"):
+                if isinstance(data.get(split), dict):
+                    data[split] = [data[split]]
+        values.setdefault("output_dir", "runs")  # relative to the config file, like the data folders
+        apply_overrides(values, overrides)
+        _resolve_paths(values, path.parent.resolve())
+    return parse_config(values, str(path))
+
+
+def _resolve_paths(values: Dict[str, Any], base: Path) -> None:
+    """Relative folders in the config are relative to the config file, so a config runs from any directory."""
+
+    def fix(p: Any) -> Any:
+        return str(base / p) if isinstance(p, str) and not Path(p).expanduser().is_absolute() else p
+
+    data = values.get("data")
+    if isinstance(data, dict):
+        for split in ("train", "val", "test"):
+            roots = data.get(split)
+            for root in [roots] if isinstance(roots, dict) else roots or []:
+                if isinstance(root, dict):
+                    for key in ("images", "masks"):
+                        if key in root:
+                            root[key] = fix(root[key])
+        if isinstance(data.get("aux_labels"), str) and data["aux_labels"].endswith(".csv"):
+            data["aux_labels"] = fix(data["aux_labels"])
+    if "output_dir" in values:
+        values["output_dir"] = fix(values["output_dir"])
+    model = values.get("model")
+    if isinstance(model, dict) and isinstance(model.get("from_pretrained"), str):
+        candidate = base / model["from_pretrained"]
+        if candidate.exists():
+            model["from_pretrained"] = str(candidate)
