@@ -17,7 +17,7 @@ import random
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -308,14 +308,17 @@ class FolderDataset(Dataset):
         mask = masks[0] if len(masks) == 1 else np.stack(masks, axis=-1)
         return image, mask
 
-    def __getitem__(self, index: int) -> Dict[str, Any]:
+    def __getitem__(self, index: Union[int, Tuple[int, int]]) -> Dict[str, Any]:
+        # ``(epoch, index)`` (from an epoch-aware sampler) selects that epoch's augmentation; a plain index uses
+        # the epoch last given to set_epoch.
+        epoch, index = (int(index[0]), int(index[1])) if isinstance(index, tuple) else (self.epoch, int(index))
         image, mask = self.read(index)
         pair = self.pairs[index]
         original_size = tuple(image.shape[:2])
         if image.dtype != np.uint8:
             image = image.astype(np.float32)  # albumentations takes uint8 or float32; values stay in stored units
         if self.transform is not None:
-            seed = zlib.crc32(f"{self.seed}/{self.epoch}/{index}".encode())
+            seed = zlib.crc32(f"{self.seed}/{epoch}/{index}".encode())
             self.transform.set_random_seed(seed)
             out = self.transform(image=image, mask=mask)
             image, mask = out["image"], out["mask"]

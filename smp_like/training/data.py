@@ -9,7 +9,7 @@ Distributed runs shard the data here (rank ``r`` of ``w`` takes items ``r, r + w
 sampler replacement is turned off (``use_distributed_sampler=False``).
 """
 
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from torch.utils.data import Sampler
@@ -24,35 +24,40 @@ from smp_like.datasets.augment import build_pipeline
 from smp_like.datasets.folder import DataError, FolderDataset, Pair, read_aux_csv, scan_pairs, split_pairs
 from smp_like.io.preprocessing import Preprocessing, from_encoder
 
-__all__ = ["SegmentationDataModule", "EpochShuffle", "Shard", "collate", "preprocessing_for"]
+__all__ = ["SegmentationDataModule", "EpochShuffle", "collate", "preprocessing_for"]
 
 
 class EpochShuffle(Sampler):
     """A permutation drawn from ``(seed, epoch)``, sharded over ``world`` processes (no padding).
 
-    Lightning calls :meth:`set_epoch` at each epoch start.
+    It yields ``(epoch, index)`` pairs, which :class:`~smp_like.datasets.folder.FolderDataset` reads as "item
+    ``index`` with the augmentation of ``epoch``": the epoch travels with each index, into loader workers too. The
+    epoch is read when iteration starts, from ``epoch_source`` (the trainer's current epoch, right also when a run
+    resumes mid-epoch) or else from :meth:`set_epoch`, which Lightning calls at each epoch start.
     """
 
-    def __init__(self, n: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1):
+    def __init__(self, n: int, seed: int, shuffle: bool = True, rank: int = 0, world: int = 1,
+                 epoch_source: Optional[Callable[[], int]] = None):
         self.n, self.seed, self.shuffle, self.rank, self.world = n, int(seed), shuffle, rank, world
         self.epoch = 0
+        self.epoch_source = epoch_source
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[Tuple[int, int]]:
+        epoch = int(self.epoch_source()) if self.epoch_source is not None else self.epoch
         if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
             order = torch.randperm(self.n, generator=g).tolist()
         else:
             order = list(range(self.n))
-        return iter(order[self.rank :: self.world])
+        return iter([(epoch, i) for i in order[self.rank :: self.world]])
 
     def __len__(self) -> int:
         return len(range(self.rank, self.n, self.world))
 
 
-Shard = EpochShuffle
 
 
 def collate(items: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -179,7 +184,9 @@ class SegmentationDataModule(pl.LightningDataModule):
             raise ValueError(f"no {split!r} data: add data.{split} folders to the config")
         rank, world = self._world()
         dataset = self.datasets[split]
-        sampler = EpochShuffle(len(dataset), self.cfg.seed or 0, shuffle, rank, world)
+        trainer = getattr(self, "trainer", None)
+        source = (lambda: trainer.current_epoch) if trainer is not None else None
+        sampler = EpochShuffle(len(dataset), self.cfg.seed or 0, shuffle, rank, world, source)
         workers = self.cfg.data.num_workers
         return StatefulDataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                                   collate_fn=collate, drop_last=False, persistent_workers=False)
