@@ -203,12 +203,13 @@ def train(cfg: TrainConfig, resume: Optional[bool] = None, progress: Optional[bo
     monitor, mode = (cfg.metrics.monitor, cfg.metrics.mode) if has_val else ("train/loss", "min")
 
     best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best-epoch{epoch:03d}", monitor=monitor, mode=mode,
-                              save_top_k=cfg.checkpoint.save_top_k, save_last=True, auto_insert_metric_name=False)
+                              save_top_k=cfg.checkpoint.save_top_k, save_last=True, auto_insert_metric_name=False,
+                              enable_version_counter=False)
     cbs: List[Any] = [best_cb, PlotCallback(run_dir, cfg.plots.every_n_epochs, cfg.plots.num_samples,
                                             datamodule.preprocessing.palette)]
     if cfg.checkpoint.every_n_train_steps:
         cbs.append(ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=cfg.checkpoint.every_n_train_steps,
-                                   save_top_k=0, save_last=True))
+                                   save_top_k=0, save_last=True, enable_version_counter=False))
     if cfg.early_stopping.patience:
         cbs.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.early_stopping.patience,
                                  min_delta=cfg.early_stopping.min_delta))
@@ -226,6 +227,11 @@ def train(cfg: TrainConfig, resume: Optional[bool] = None, progress: Optional[bo
     trainer_kwargs = cfg.trainer.model_dump()
     if progress is not None:
         trainer_kwargs["enable_progress_bar"] = progress
+    if trainer_kwargs["strategy"] == "ddp":
+        # Encoders built shallower than their backbone keep the unused later stages (SMP-compatible state dicts).
+        # DDP with find_unused_parameters=False never reduces the gradient buckets holding them, so processes would
+        # silently drift apart: let DDP find unused parameters.
+        trainer_kwargs["strategy"] = "ddp_find_unused_parameters_true"
     trainer = pl.Trainer(
         **trainer_kwargs, callbacks=cbs, logger=[csv_logger, tb_logger], default_root_dir=str(run_dir),
         use_distributed_sampler=False, enable_model_summary=False,

@@ -239,6 +239,13 @@ class SegmentationTask(pl.LightningModule):
         if datamodule is not None and hasattr(datamodule, "set_epoch"):
             datamodule.set_epoch(self.current_epoch)
 
+    def on_validation_epoch_start(self) -> None:
+        # BatchNorm running statistics are buffers that each DDP process updates from its own batches; validate every
+        # process with rank 0's (those the checkpoint holds), so the reduced metrics are those of the saved model.
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and self.trainer.world_size > 1:
+            for buffer in self.model.buffers():
+                torch.distributed.broadcast(buffer, src=0)
+
     def on_train_epoch_end(self) -> None:
         self._log_counts(self.train_counts, "train")
 

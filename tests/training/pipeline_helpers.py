@@ -25,7 +25,7 @@ def blob_pair(rng: np.random.Generator, size: int = 32):
     mask[y:y + s, x:x + s] = 1
     image[y:y + s, x:x + s] += 90
     if rng.random() < 0.7:
-        r = int(rng.integers(3, size // 6))
+        r = int(rng.integers(size // 8, size // 5))
         cy, cx = (int(v) for v in rng.integers(r, size - r, size=2))
         yy, xx = np.mgrid[:size, :size]
         disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r

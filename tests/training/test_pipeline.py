@@ -87,7 +87,8 @@ def test_learning_beats_the_untrained_model(tmp_path):
     from smp_like.training.evaluate import evaluate
     from smp_like.training.run import train
 
-    cfg = parse_config(tiny_config(tmp_path, n_train=24, n_val=6, trainer={"max_epochs": 4},
+    cfg = parse_config(tiny_config(tmp_path, n_train=24, n_val=6, trainer={"max_epochs": 8},
+                                   optimizer={"name": "AdamW", "lr": 1e-2},
                                    metrics={"names": ["iou"]}))
     untrained = smp_like.create_model(**TINY_MODEL, classes=3)
     untrained.save_pretrained(tmp_path / "untrained")
@@ -171,7 +172,9 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
 
     skipping = parse_config(tiny_config(tmp_path, run_name="skip", skip_nonfinite=True))
     summary = train(skipping, callbacks=[Poison()])
-    assert summary["global_step"] == 5  # 6 batches, one skipped without an optimizer step
+    assert summary["global_step"] == 6  # Lightning counts the skipped batch's (empty) optimizer step
+    rows = list(csv.DictReader((tmp_path / "runs" / "skip" / "metrics.csv").open()))
+    assert {float(r["train/skipped_batches"]) for r in rows if r.get("train/skipped_batches")} == {1.0}
     weights = _ckpt_weights(tmp_path / "runs" / "skip" / "checkpoints" / "last.ckpt")
     assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
 
