@@ -139,3 +139,17 @@ def test_print_config_through_the_cli(tmp_path, capsys):
     path.write_text(yaml.safe_dump(_base(trainr={})), encoding="utf-8")
     assert main(["train", "--config", str(path)]) == 2
     assert "trainr: unknown key; did you mean 'trainer'?" in capsys.readouterr().err
+
+
+def test_the_docs_example_config_is_valid(tmp_path):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "training.md").read_text(encoding="utf-8")
+    example = re.search(r"```yaml\n(.*?)```", text, re.S).group(1)
+    path = tmp_path / "my.yaml"
+    path.write_text(example, encoding="utf-8")
+    cfg = load_config(path)
+    assert cfg.run_name == "cats-v1" and cfg.data.classes == ["background", "cat", "dog"]
+    assert cfg.optimizer.encoder_lr == 1e-4 and cfg.scheduler.warmup == 100 and cfg.trainer.precision == "bf16-mixed"
+    assert cfg.data.train[0].images == str(tmp_path / "data" / "train" / "images")
