@@ -56,7 +56,7 @@ def load_trained_model(cfg: TrainConfig, checkpoint: Optional[str] = None) -> to
 
 
 def _nan_none(x: float) -> Optional[float]:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+    return None if x is None or not math.isfinite(float(x)) else float(x)
 
 
 @torch.no_grad()

@@ -63,9 +63,18 @@ def validation_forward(model: nn.Module, image: torch.Tensor, roi_size: Optional
 
 
 def _split_output(out: Any, has_aux: bool) -> Tuple[Any, Optional[torch.Tensor]]:
-    """``(mask output, label logits)`` from a model's output: mask, (mask, label), (main, sides), ((main, sides), label)."""
-    if has_aux and isinstance(out, (tuple, list)) and len(out) == 2 and torch.is_tensor(out[1]) and out[1].dim() == 2:
-        return out[0], out[1]
+    """``(mask output, label logits)`` from a model's output.
+
+    Layouts: ``mask``; ``(main, sides)`` (deep supervision); with an aux head ``(mask, label)`` and, in training with
+    deep supervision, ``((main, label), sides)``. The mask output is ``mask`` or ``(main, sides)``.
+    """
+    if not has_aux or not isinstance(out, (tuple, list)) or len(out) != 2:
+        return out, None
+    first, second = out
+    if torch.is_tensor(second) and second.dim() == 2:
+        return first, second
+    if isinstance(first, (tuple, list)) and len(first) == 2 and torch.is_tensor(first[1]) and first[1].dim() == 2:
+        return (first[0], second), first[1]
     return out, None
 
 
