@@ -28,7 +28,8 @@ setup(
             "albumentations>=1.4",
             "matplotlib>=3.5",
             "pyyaml>=6",
-            "lightning>=2.2",
+            "lightning>=2.3",  # 2.3+: StatefulDataLoader state in checkpoints (mid-epoch resume)
+            "torchmetrics>=1.0",  # metric states reduced across processes (installed with lightning; imported directly)
             "pydantic>=2.5",
             "nibabel>=5",
             "tifffile>=2023.7",
