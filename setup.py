@@ -25,7 +25,7 @@ setup(
         # Training and data: Lightning is the engine, pydantic validates configs, nibabel/tifffile read volumes
         # and large TIFFs, torchdata gives the resumable (stateful) data loader.
         "train": [
-            "albumentations>=1.4",
+            "albumentations>=2.0",  # Compose(seed=...), set_random_seed, PadIfNeeded(fill=, fill_mask=)
             "matplotlib>=3.5",
             "pyyaml>=6",
             "lightning>=2.3",  # 2.3+: StatefulDataLoader state in checkpoints (mid-epoch resume)
