@@ -6,7 +6,7 @@ matplotlib is imported here, on first use, with the Agg backend (no display need
 import csv
 import math
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 

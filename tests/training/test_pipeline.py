@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from PIL import Image
 import smp_like
 from smp_like.training.config import parse_config
 
-from pipeline_helpers import REPO_ROOT, TINY_MODEL, run_cli, tiny_config, write_blobs, write_config
+from pipeline_helpers import REPO_ROOT, TINY_MODEL, run_cli, tiny_config, write_config
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

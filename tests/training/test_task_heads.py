@@ -1,7 +1,6 @@
 """The task's loss for every output layout: aux classification head, deep supervision (PyramidLoss), both, and the
 binary / multilabel modes, checked against losses computed by hand; and a short run with aux head + deep supervision."""
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
