@@ -226,7 +226,7 @@ class FlemmeDecoderBlock(nn.Module):
         self.attention2 = Attention(attention_type, in_channels=out_channels, spatial_dims=spatial_dims)
 
     @property
-    def supports_time_embedding(self) -> bool:
+    def takes_time_embedding(self) -> bool:
         """The res_conv, swin and vmamba bodies inject an embedding inside every block (the conv body does not)."""
         return self.decoder_block != "conv"
 
@@ -287,7 +287,7 @@ class UnetDecoder(nn.Module):
     # Sub-modules (fnmatch patterns over named_modules) after which a diffusion model injects its time embedding.
     time_injection_points = ("blocks.*",)
     # Python-side only: TorchScript would otherwise compile the property.
-    __jit_unused_properties__ = ["supports_time_embedding"]
+    __jit_unused_properties__ = ["blocks_take_time_embedding"]
 
     def __init__(
         self,
@@ -331,10 +331,10 @@ class UnetDecoder(nn.Module):
             )
 
     @property
-    def supports_time_embedding(self) -> bool:
+    def blocks_take_time_embedding(self) -> bool:
         """True when every block injects a time embedding inside its body (decoder_block res_conv, swin or vmamba);
         SMP's conv blocks get it from the model's hooks after each block instead."""
-        return all(getattr(block, "supports_time_embedding", False) for block in self.blocks)
+        return all(getattr(block, "takes_time_embedding", False) for block in self.blocks)
 
     def enable_time_embedding(self, embedding_dim: int, mode: str = "gate_bias") -> None:
         """Give every block's body its embedding injections; ``forward(features, time_emb)`` then passes them on.
@@ -342,7 +342,7 @@ class UnetDecoder(nn.Module):
         Raises:
             ValueError: when a block cannot take one (SMP's conv block).
         """
-        if not self.supports_time_embedding:
+        if not self.blocks_take_time_embedding:
             raise ValueError("UnetDecoder with decoder_block='conv' takes no time embedding inside its blocks")
         for block in self.blocks:
             block.enable_time_embedding(embedding_dim, mode)

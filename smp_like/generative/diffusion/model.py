@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from smp_like.base import nd
 from smp_like.base.checks import check_positive_int
 from smp_like.base.hub import HubMixin
-from smp_like.base.model import MODEL_REGISTRY, check_image_batch
+from smp_like.base.model import check_image_batch
+from smp_like.base.registry import classes_with, get_model_class
 from smp_like.generative.diffusion.scheduler import TIMESTEP_SPACINGS, DiffusionScheduler
 
 __all__ = ["DDPM", "DDIM", "SAMPLERS", "CLASS_EMBEDDINGS", "IMAGE_CONDITIONINGS", "progress_bar"]
@@ -122,9 +123,6 @@ class DDPM(nn.Module, HubMixin):
         **model_kwargs: Any,
     ):
         super().__init__()
-        from smp_like.factory import get_model_class
-
-        requested_sampler = sampler
         sampler = self._default_sampler if sampler is None else sampler
         nd.check_spatial_dims(spatial_dims)
         check_positive_int("in_channels", in_channels)
@@ -156,9 +154,8 @@ class DDPM(nn.Module, HubMixin):
                                      guidance_scale)
 
         model_class = get_model_class(architecture)
-        if not getattr(model_class, "supports_time_embedding", False):
-            capable = sorted(c.__name__ for c in set(MODEL_REGISTRY.values())
-                             if getattr(c, "supports_time_embedding", False))
+        if not getattr(model_class, "accepts_time_embedding", False):
+            capable = classes_with("accepts_time_embedding")
             raise ValueError(
                 f"architecture {architecture!r} ({model_class.__name__}) cannot take a time embedding, so it cannot "
                 f"be an eps-model; architectures that can: {capable}"
@@ -215,32 +212,9 @@ class DDPM(nn.Module, HubMixin):
         self.timestep_spacing = timestep_spacing
         self.eta = float(eta)
         self.name = f"{type(self).__name__.lower()}-{architecture}-{encoder_name}"
-        self._model_config: Dict[str, Any] = dict(
-            architecture=architecture,
-            encoder_name=encoder_name,
-            encoder_weights=encoder_weights,
-            in_channels=in_channels,
-            time_embedding_dim=time_embedding_dim,
-            time_injection=time_injection,
-            **self.scheduler.config,
-            num_classes=num_classes,
-            class_embedding=class_embedding,
-            condition_channels=condition_channels,
-            image_conditioning=image_conditioning,
-            condition_encoder_name=condition_encoder_name,
-            condition_dropout=condition_dropout,
-            guidance_scale=guidance_scale,
-            # None = the class's default, so a DDPM checkpoint loaded as DDIM samples with DDIM.
-            sampler=requested_sampler,
-            num_inference_steps=num_inference_steps,
-            timestep_spacing=timestep_spacing,
-            eta=eta,
-            spatial_dims=spatial_dims,
-            **model_kwargs,
-        )
 
     # The DDPM/DDIM pair share weights: either class loads the other's checkpoints.
-    _loads_checkpoints_of: Tuple[str, ...] = ("DDPM", "DDIM")
+    _shares_checkpoints = True
 
     @staticmethod
     def _check_guidance_defined(
@@ -507,7 +481,3 @@ class DDIM(DDPM):
     ``DDIM.from_pretrained`` loads a DDPM checkpoint (and the other way round) without retraining."""
 
     _default_sampler = "ddim"
-
-
-for _cls in (DDPM, DDIM):
-    MODEL_REGISTRY[_cls.__name__.lower()] = _cls
