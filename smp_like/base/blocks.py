@@ -179,11 +179,11 @@ class ConvBlock(nn.Module):
         check_injection_mode(mode)
         self.injection = EmbeddingInjection(self.out_channels, embedding_dim, mode)
 
-    def forward(self, x: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, time_emb: torch.Tensor | None = None) -> torch.Tensor:
         for letter in self._sequence:
             x = self.layers[letter](x)
             if letter == self._inject_after and self.injection is not None:
-                x = self.injection(x, embedding)
+                x = self.injection(x, time_emb)
         return x
 
 
@@ -197,13 +197,13 @@ class ConvBuildingBlock(nn.Module):
         for block in self.blocks:
             block.enable_time_embedding(embedding_dim, mode)
 
-    def _run(self, x: torch.Tensor, embedding: torch.Tensor | None) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, time_emb: torch.Tensor | None) -> torch.Tensor:
         for block in self.blocks:
-            x = block(x, embedding)
+            x = block(x, time_emb)
         return x
 
-    def forward(self, x: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
-        return self._run(x, embedding)
+    def forward(self, x: torch.Tensor, time_emb: torch.Tensor | None = None) -> torch.Tensor:
+        return self._run(x, time_emb)
 
 
 class SingleConv(ConvBuildingBlock):
@@ -248,8 +248,8 @@ class ResConv(ConvBuildingBlock):
         else:
             self.shortcut = nn.Identity()
 
-    def forward(self, x: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
-        return self._run(x, embedding) + self.shortcut(x)
+    def forward(self, x: torch.Tensor, time_emb: torch.Tensor | None = None) -> torch.Tensor:
+        return self._run(x, time_emb) + self.shortcut(x)
 
 
 _BLOCK_CLASSES = {"conv": SingleConv, "double_conv": DoubleConv, "res_conv": ResConv}

@@ -48,9 +48,9 @@ class UnetDecoderBlock(nn.Module):
         x: torch.Tensor,
         size: List[int],
         skip: Optional[torch.Tensor] = None,
-        embedding: Optional[torch.Tensor] = None,
+        time_emb: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        if embedding is not None:  # a diffusion model injects into this block through a hook instead
+        if time_emb is not None:  # a diffusion model injects into this block through a hook instead
             raise ValueError("UnetDecoderBlock does not take an embedding")
         # Resizing to the skip's exact size (rather than x2) is what lets any input size through.
         x = F.interpolate(x, size=size, mode=self.interpolation_mode)
@@ -90,7 +90,7 @@ def decoder_block_options(decoder_block: str) -> Tuple[str, ...]:
 
         return tuple(_parameter_names(ConvBlock.__init__))
     if decoder_block == "swin":
-        from smp_like.encoders._transformer_blocks import SwinStage
+        from smp_like.encoders.transformer_blocks import SwinStage
 
         return tuple(_parameter_names(SwinStage.__init__))
     from smp_like.encoders._vmamba_blocks import VMambaStage, check_block_kwargs
@@ -155,7 +155,7 @@ class FlemmeDecoderBlock(nn.Module):
     * ``res_conv``: :func:`~smp_like.base.blocks.build_block` ``("res_conv", fused, out)`` (He et al. 2016),
       norm from ``use_norm`` unless ``block_kwargs`` sets ``norm``;
     * ``swin``: a 1x1 conv projection to ``out_channels`` then
-      :class:`~smp_like.encoders._transformer_blocks.SwinStage` (Liu et al. 2021) at ``out_channels``;
+      :class:`~smp_like.encoders.transformer_blocks.SwinStage` (Liu et al. 2021) at ``out_channels``;
     * ``vmamba``: the same projection then :class:`~smp_like.encoders._vmamba_blocks.VMambaStage` (Liu et al. 2024).
 
     Args:
@@ -215,7 +215,7 @@ class FlemmeDecoderBlock(nn.Module):
             conv = nd.conv_type(spatial_dims)
             projection = conv(fused, out_channels, 1) if fused != out_channels else nn.Identity()
             if decoder_block == "swin":
-                from smp_like.encoders._transformer_blocks import SwinStage
+                from smp_like.encoders.transformer_blocks import SwinStage
 
                 stage: nn.Module = SwinStage(out_channels, spatial_dims, **block_kwargs)
             else:
@@ -251,18 +251,18 @@ class FlemmeDecoderBlock(nn.Module):
         x: torch.Tensor,
         size: List[int],
         skip: Optional[torch.Tensor] = None,
-        embedding: Optional[torch.Tensor] = None,
+        time_emb: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         x = F.interpolate(x, size=size, mode=self.interpolation_mode)
         if self.fusion.mode != "none":
             x = self.fusion(x, skip)
         x = self.attention1(x)
-        if embedding is None:
+        if time_emb is None:
             x = self.body(x)
         elif self.decoder_block == "res_conv":
-            x = self.body(x, embedding)
+            x = self.body(x, time_emb)
         else:
-            x = self.body[1](self.body[0](x), embedding)
+            x = self.body[1](self.body[0](x), time_emb)
         return self.attention2(x)
 
 
