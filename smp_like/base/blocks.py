@@ -28,7 +28,7 @@ from smp_like.base import nd
 from smp_like.base.attention import ATTENTIONS, make_attention
 from smp_like.base.checks import check_positive_int
 from smp_like.base.embedding import EmbeddingInjection, check_injection_mode
-from smp_like.base.norms import NORMALIZATIONS, make_activation, make_norm_layer
+from smp_like.base.norms import NORMALIZATIONS, canonical_norm, make_activation, make_norm_layer
 
 __all__ = [
     "ATTENTIONS",
@@ -133,6 +133,7 @@ class ConvBlock(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.spatial_dims, self.order = spatial_dims, order
 
+        norm = canonical_norm(norm)  # SMP's names ("batchnorm", "identity", ...) are aliases
         conv_position = order.index("c")
         # The bias is redundant when a norm directly follows the conv (it re-centres anyway).
         norm_follows = norm is not None and order[conv_position + 1 : conv_position + 2] == "n"

@@ -1,7 +1,16 @@
 """Argument checks shared by constructors: one wording for the same mistake everywhere."""
 from typing import Any, Callable, List, Sequence, Tuple
 
-__all__ = ["check_choice", "check_per_axis", "check_per_stage", "check_positive_int", "check_probability"]
+import torch
+
+__all__ = [
+    "check_choice",
+    "check_image_batch",
+    "check_per_axis",
+    "check_per_stage",
+    "check_positive_int",
+    "check_probability",
+]
 
 
 def check_positive_int(name: str, value: Any, allow_none: bool = False) -> Any:
@@ -67,3 +76,26 @@ def check_per_stage(name: str, value: Any, count: int, check: Callable[[str, Any
             )
         return [check(name, v) for v in value[:count]]
     return [check(name, value)] * count
+
+
+def check_image_batch(x: Any, spatial_dims: int, in_channels: int) -> None:
+    """Validate a channels-first batch: a tensor of rank ``spatial_dims + 2`` with ``in_channels`` channels.
+
+    Shared by every model's input check, so the messages are the same everywhere.
+
+    Raises:
+        TypeError: if ``x`` is not a tensor.
+        ValueError: naming the expected rank (and layout) or channel count.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
+    layout = "(N, C, H, W)" if spatial_dims == 2 else "(N, C, D, H, W)"
+    if x.dim() != spatial_dims + 2:
+        raise ValueError(
+            f"input must have {spatial_dims + 2} dims {layout} for a model with spatial_dims={spatial_dims}, "
+            f"got shape {tuple(x.shape)}"
+        )
+    if x.shape[1] != in_channels:
+        raise ValueError(
+            f"input must have {in_channels} channels (in_channels={in_channels}), got shape {tuple(x.shape)}"
+        )

@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from smp_like.base.checks import check_image_batch
 from smp_like.base.hub import HubMixin
 from smp_like.base.registry import MODEL_REGISTRY, classes_with
 from smp_like.base.initialization import initialize_decoder, initialize_head
@@ -15,29 +16,6 @@ from smp_like.base.time_conditioning import attach_time_embedding, decoder_time_
 from smp_like.base.strides import PAD_MODES, crop_to_shape, pad_to_size, pad_to_stride, padded_size
 
 __all__ = ["MODEL_REGISTRY", "SegmentationModel", "check_image_batch"]
-
-
-def check_image_batch(x: Any, spatial_dims: int, in_channels: int) -> None:
-    """Validate a channels-first batch: a tensor of rank ``spatial_dims + 2`` with ``in_channels`` channels.
-
-    Shared by every model's input check, so the messages are the same everywhere.
-
-    Raises:
-        TypeError: if ``x`` is not a tensor.
-        ValueError: naming the expected rank (and layout) or channel count.
-    """
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
-    layout = "(N, C, H, W)" if spatial_dims == 2 else "(N, C, D, H, W)"
-    if x.dim() != spatial_dims + 2:
-        raise ValueError(
-            f"input must have {spatial_dims + 2} dims {layout} for a model with spatial_dims={spatial_dims}, "
-            f"got shape {tuple(x.shape)}"
-        )
-    if x.shape[1] != in_channels:
-        raise ValueError(
-            f"input must have {in_channels} channels (in_channels={in_channels}), got shape {tuple(x.shape)}"
-        )
 
 
 class SegmentationModel(nn.Module, HubMixin):

@@ -22,9 +22,8 @@ import torch
 import torch.nn as nn
 
 from smp_like.base import nd
-from smp_like.base.checks import check_positive_int
+from smp_like.base.checks import check_image_batch, check_positive_int
 from smp_like.base.hub import HubMixin
-from smp_like.base.model import check_image_batch
 from smp_like.base.modules import Activation
 from smp_like.decoders.unet.decoder import UnetDecoderBlock
 from smp_like.encoders import get_encoder
@@ -167,6 +166,8 @@ class AE(nn.Module, HubMixin):
         )
         self.latent_channels = latent_channels
         self.out_channels = out_channels
+        self.decoder_channels = tuple(decoder_channels)
+        self.output_activation = output_activation
         self.name = f"{type(self).__name__.lower()}-{encoder_name}"
 
     def _config_overrides(self) -> Dict[str, Any]:

@@ -31,8 +31,8 @@ class HAE(AE):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         conv = nd.conv_type(self.spatial_dims)
-        widths = list(self._model_config["decoder_channels"])[:-1]
-        activation = self._model_config["output_activation"]
+        widths = list(self.decoder_channels)[:-1]
+        activation = self.output_activation
         self.side_heads = nn.ModuleList(
             nn.Sequential(conv(c, self.out_channels, kernel_size=1), Activation(activation)) for c in widths
         )

@@ -12,11 +12,10 @@ import torch
 import torch.nn as nn
 
 from smp_like.base import nd
-from smp_like.base.checks import check_positive_int
+from smp_like.base.checks import check_image_batch, check_positive_int
 from smp_like.base.heads import POOLINGS
 from smp_like.base.hub import HubMixin
 from smp_like.base.initialization import initialize_head
-from smp_like.base.model import check_image_batch
 from smp_like.base.modules import Activation
 from smp_like.encoders import get_encoder
 

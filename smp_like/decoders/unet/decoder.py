@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from smp_like.base import nd
 from smp_like.base.blocks import SkipFusion, build_block
 from smp_like.base.modules import Attention, ConvNormReLU, parse_norm
+from smp_like.base.norms import NORM_ALIASES
 
 DECODER_BLOCKS = ("conv", "res_conv", "swin", "vmamba")
 DECODER_SKIPS = ("cat", "add", "none")
@@ -61,7 +62,6 @@ class UnetDecoderBlock(nn.Module):
 
 
 # decoder_use_norm names -> ConvBlock norm names (for decoder_block="res_conv").
-_CONV_BLOCK_NORMS = {"batchnorm": "batch", "identity": None, "layernorm": "layer", "instancenorm": "instance"}
 # Arguments the decoder sets itself; never accepted from decoder_block_kwargs (time goes through the model's
 # time_embedding_dim, which hooks every block).
 _RESERVED_KWARGS = ("in_channels", "out_channels", "channels", "spatial_dims", "stride", "time_embedding_dim",
@@ -134,12 +134,12 @@ def check_decoder_block_kwargs(decoder_block: str, kwargs: Dict[str, Any]) -> No
 def _conv_block_norm(use_norm: Union[bool, str, Dict[str, Any]]) -> Optional[str]:
     spec = parse_norm(use_norm)
     kind = spec.pop("type")
-    if kind not in _CONV_BLOCK_NORMS or spec:
+    if kind not in NORM_ALIASES or spec:
         raise ValueError(
-            f"decoder_block='res_conv' maps `decoder_use_norm` to one of {tuple(_CONV_BLOCK_NORMS)} (no extra "
+            f"decoder_block='res_conv' maps `decoder_use_norm` to one of {tuple(NORM_ALIASES)} (no extra "
             f"parameters), got {use_norm!r}; pass decoder_block_kwargs={{'norm': ...}} instead"
         )
-    return _CONV_BLOCK_NORMS[kind]
+    return kind  # SMP's name: an alias in make_norm_layer's vocabulary
 
 
 class FlemmeDecoderBlock(nn.Module):

@@ -28,9 +28,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from smp_like.base import nd
-from smp_like.base.checks import check_positive_int
+from smp_like.base.checks import check_choice, check_image_batch, check_positive_int
 from smp_like.base.hub import HubMixin
-from smp_like.base.model import check_image_batch
 from smp_like.base.registry import classes_with, get_model_class
 from smp_like.generative.diffusion.scheduler import TIMESTEP_SPACINGS, DiffusionScheduler
 
@@ -49,11 +48,6 @@ def progress_bar(iterable: Any, enabled: bool, desc: str, total: Optional[int] =
     from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, total=total, leave=False)
-
-
-def _check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {tuple(choices)}, got {value!r}")
 
 
 class DDPM(nn.Module, HubMixin):
@@ -130,10 +124,10 @@ class DDPM(nn.Module, HubMixin):
         check_positive_int("num_classes", num_classes, allow_none=True)
         check_positive_int("condition_channels", condition_channels, allow_none=True)
         check_positive_int("num_inference_steps", num_inference_steps)
-        _check_choice("class_embedding", class_embedding, CLASS_EMBEDDINGS)
-        _check_choice("image_conditioning", image_conditioning, IMAGE_CONDITIONINGS)
-        _check_choice("sampler", sampler, SAMPLERS)
-        _check_choice("timestep_spacing", timestep_spacing, TIMESTEP_SPACINGS)
+        check_choice("class_embedding", class_embedding, CLASS_EMBEDDINGS)
+        check_choice("image_conditioning", image_conditioning, IMAGE_CONDITIONINGS)
+        check_choice("sampler", sampler, SAMPLERS)
+        check_choice("timestep_spacing", timestep_spacing, TIMESTEP_SPACINGS)
         if not 0.0 <= condition_dropout < 1.0:
             raise ValueError(f"`condition_dropout` must lie in [0, 1), got {condition_dropout!r}")
         if not eta >= 0:
@@ -419,7 +413,7 @@ class DDPM(nn.Module, HubMixin):
             (num_samples, in_channels, *size) samples (in [-clip_range, clip_range] with ``clip_sample``).
         """
         sampler = self.sampler if sampler is None else sampler
-        _check_choice("sampler", sampler, SAMPLERS)
+        check_choice("sampler", sampler, SAMPLERS)
         steps = self.num_inference_steps if num_inference_steps is None else num_inference_steps
         spacing = self.timestep_spacing if timestep_spacing is None else timestep_spacing
         eta = self.eta if eta is None else eta

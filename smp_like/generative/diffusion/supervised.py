@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from smp_like.base.model import check_image_batch
+from smp_like.base.checks import check_image_batch
 from smp_like.generative.diffusion.model import DDPM
 
 __all__ = ["SDPM", "SDIM"]
