@@ -10,10 +10,10 @@ import torch.nn.functional as F
 
 from smp_like.base.checks import check_image_batch
 from smp_like.base.hub import HubMixin
-from smp_like.base.registry import MODEL_REGISTRY, classes_with
 from smp_like.base.initialization import initialize_decoder, initialize_head
-from smp_like.base.time_conditioning import attach_time_embedding, decoder_time_scope
+from smp_like.base.registry import MODEL_REGISTRY, classes_with
 from smp_like.base.strides import PAD_MODES, crop_to_shape, pad_to_size, pad_to_stride, padded_size
+from smp_like.base.time_conditioning import attach_time_embedding, decoder_time_scope
 
 __all__ = ["MODEL_REGISTRY", "SegmentationModel", "check_image_batch"]
 
