@@ -5,11 +5,15 @@ Hub repositories written by SMP load here and the other way round. Loading rebui
 ``encoder_weights=None``: the saved weights already hold the encoder, so nothing is downloaded again.
 """
 
+import functools
+import inspect
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, Optional, Type, Union
+from typing import Any, Callable, Dict, Optional, Tuple, Type, Union
+
+from smp_like.base.registry import get_model_class, register_model
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -131,15 +135,100 @@ def load_config(
 
 def model_class_for(name: str) -> type:
     """The registered model class called ``name`` (case-insensitive)."""
-    from smp_like.factory import get_model_class
-
     return get_model_class(name)
 
 
+def _recorded_arguments(signature: inspect.Signature, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> Tuple[
+    Dict[str, Any], bool
+]:
+    """The named constructor arguments (defaults applied, ``**kwargs`` merged in) and whether the signature
+    forwards arguments it does not name (``*args`` / ``**kwargs``) to a parent constructor."""
+    bound = signature.bind(None, *args, **kwargs)
+    bound.apply_defaults()
+    config: Dict[str, Any] = {}
+    forwards = False
+    for name, value in list(bound.arguments.items())[1:]:
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            config.update(value)
+            forwards = True
+        elif kind is inspect.Parameter.VAR_POSITIONAL:
+            forwards = True
+        else:
+            config[name] = value
+    return config, forwards
+
+
+def _recording_init(cls: type, init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap ``cls.__init__`` so that the instance records the arguments it was built with (``_model_config``).
+
+    Every level of a class chain records: a constructor that forwards ``*args`` / ``**kwargs`` to its parent
+    starts from the parent's record (minus the parent arguments it computes itself, ``_derived_arguments``) and
+    overrides it with its own named arguments. The outermost constructor then runs ``_post_init``.
+    """
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def init_and_record(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        own, forwards = _recorded_arguments(signature, args, kwargs)
+        if forwards:
+            inner = self.__dict__.get("_model_config", {})
+            derived = set(cls.__dict__.get("_derived_arguments", ()))
+            own = {**{k: v for k, v in inner.items() if k not in derived}, **own}
+        self._model_config = own
+        if type(self).__init__ is init_and_record:  # the outermost constructor of this instance
+            self._post_init()
+
+    return init_and_record
+
+
 class HubMixin:
-    """``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` for :class:`SegmentationModel`."""
+    """``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` for every saveable class, and the one place where
+    such classes record their constructor arguments and register by name.
+
+    A subclass (built-in or the user's) needs no code for either: defining it registers it
+    (:func:`~smp_like.base.registry.register_model`), and its ``__init__`` is wrapped to record the arguments it
+    is called with. Hooks for classes whose saved config is not just their arguments:
+
+    * ``_derived_arguments`` (class attribute): parent-constructor arguments this class computes itself, left out
+      of its config (e.g. SDPM passes its image channels as DDPM's ``condition_channels``);
+    * :meth:`_config_overrides`: values read from the built model when saving (e.g. AE's resolved
+      ``out_channels``, LDPM's current ``latent_scale``);
+    * :meth:`_post_init`: runs once, after the outermost constructor.
+
+    A class with ``_abstract_model = True`` in its own body (SegmentationModel) is not registered; calling
+    ``from_pretrained`` on it (or on HubMixin) loads whatever class the folder holds.
+    """
 
     _model_config: Dict[str, Any]
+    _abstract_model: bool = True
+    # Parent-constructor arguments a subclass sets itself (see the class docstring).
+    _derived_arguments: Tuple[str, ...] = ()
+    # A class with ``_shares_checkpoints = True`` in its own body roots a family whose members load each other's
+    # folders (DDPM and DDIM: the same weights, another default sampler).
+    _shares_checkpoints: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__dict__.get("_abstract_model", False) and not cls.__name__.startswith("_"):
+            register_model(cls)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _recording_init(cls, cls.__dict__["__init__"])  # type: ignore[method-assign]
+
+    def _post_init(self) -> None:
+        """Runs once after the outermost constructor (nothing by default)."""
+
+    def _config_overrides(self) -> Dict[str, Any]:
+        """Config entries read from the built model at save time, replacing the recorded arguments."""
+        return {}
+
+    @classmethod
+    def _checkpoint_family(cls) -> Optional[type]:
+        for klass in cls.__mro__:
+            if klass.__dict__.get("_shares_checkpoints", False):
+                return klass
+        return None
     # smp_like-only arguments left out of config.json while at their default, so SMP can load the folder too.
     _extension_defaults: Dict[str, Any] = {
         "spatial_dims": 2, "input_padding": "constant", "time_embedding_dim": None, "time_injection": "gate_bias"
@@ -147,9 +236,10 @@ class HubMixin:
 
     def get_config(self) -> Dict[str, Any]:
         """Constructor arguments plus ``_model_class``, as written to ``config.json``."""
+        recorded = {**self._model_config, **self._config_overrides()}
         config = {
             name: _jsonable(name, value)
-            for name, value in self._model_config.items()
+            for name, value in recorded.items()
             if not (name in self._extension_defaults and value == self._extension_defaults[name])
         }
         return {CLASS_KEY: type(self).__name__, **dict(sorted(config.items()))}
@@ -227,9 +317,10 @@ class HubMixin:
             local_files_only=local_files_only,
         )
         config = load_config(pretrained_model_name_or_path, **hub)
-        saved_class = model_class_for(config.pop(CLASS_KEY))
-        if cls is not saved_class and cls.__name__ not in ("SegmentationModel", "HubMixin"):
-            if saved_class.__name__ in getattr(cls, "_loads_checkpoints_of", ()):
+        saved_class = get_model_class(config.pop(CLASS_KEY))
+        if cls is not saved_class and not cls.__dict__.get("_abstract_model", False):
+            family = cls._checkpoint_family()
+            if family is not None and family is saved_class._checkpoint_family():
                 saved_class = cls  # the same weights under another class (e.g. a DDPM checkpoint sampled by DDIM)
             elif not issubclass(saved_class, cls):
                 raise ValueError(

@@ -32,6 +32,7 @@ from smp_like.encoders.resnet import resnet_encoders
 from smp_like.encoders.senet import senet_encoders
 from smp_like.encoders.timm_efficientnet import timm_efficientnet_encoders
 from smp_like.encoders.timm_sknet import timm_sknet_encoders
+from smp_like.encoders.timm_vit import TimmViTPyramidEncoder  # noqa: F401  (serves plain-ViT `tu-` names)
 from smp_like.encoders.vgg import vgg_encoders
 from smp_like.encoders.xception import xception_encoders
 

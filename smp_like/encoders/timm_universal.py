@@ -125,13 +125,23 @@ class TimmUniversalEncoder(nn.Module, EncoderMixin):
             model or tag.
     """
 
+    # Subclasses that serve some timm names better (the plain-ViT pyramid): each defines a static
+    # ``handles_timm_name(name) -> bool`` and is found here when it is defined, so this module never imports them.
+    _name_subclasses: List[type] = []
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "handles_timm_name" in cls.__dict__:
+            TimmUniversalEncoder._name_subclasses.append(cls)
+
     def __new__(cls, *args: Any, **kwargs: Any) -> "TimmUniversalEncoder":
         # Dispatch only on direct construction with a model name; copies and unpickling call __new__ bare.
         name = args[0] if args else kwargs.get("name")
-        if cls is TimmUniversalEncoder and isinstance(name, str) and is_plain_vit(name):
-            from smp_like.encoders.timm_vit import TimmViTPyramidEncoder
-
-            cls = TimmViTPyramidEncoder
+        if cls is TimmUniversalEncoder and isinstance(name, str):
+            for subclass in TimmUniversalEncoder._name_subclasses:
+                if subclass.handles_timm_name(name):  # type: ignore[attr-defined]
+                    cls = subclass
+                    break
         return super().__new__(cls)
 
     def __init__(

@@ -179,9 +179,7 @@ class DeepLabV3Decoder(nn.Module):
         self.bn = nd.batchnorm_type(spatial_dims)(out_channels)
         self.relu = nn.ReLU()
 
-    def forward(self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if time_emb is not None:
-            raise ValueError("DeepLabV3Decoder does not take a time embedding")
+    def forward(self, features: List[torch.Tensor]) -> torch.Tensor:
         return self.relu(self.bn(self.conv(self.aspp(features[-1]))))
 
 
@@ -243,9 +241,7 @@ class DeepLabV3PlusDecoder(nn.Module):
             nn.ReLU(),
         )
 
-    def forward(self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if time_emb is not None:
-            raise ValueError("DeepLabV3PlusDecoder does not take a time embedding")
+    def forward(self, features: List[torch.Tensor]) -> torch.Tensor:
         high_res = self.block1(features[self.highres_index])
         deep = self.aspp(features[-1])
         # Resizing to the low-level feature's size (x2 or x4 on stride-multiple inputs, as in SMP's Upsample)

@@ -240,11 +240,8 @@ class DPTDecoder(nn.Module):
         self,
         features: List[torch.Tensor],
         prefix_tokens: Optional[List[Optional[torch.Tensor]]] = None,
-        time_emb: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Decode ``features`` (shallow to deep) with their ``prefix_tokens`` (a list, or None for none)."""
-        if time_emb is not None:
-            raise ValueError("DPTDecoder does not take a time embedding (time_emb must be None)")
         depth = len(self.fusion_blocks)
         if len(features) != depth:
             raise ValueError(f"DPTDecoder was built for {depth} encoder features, got {len(features)}")

@@ -179,9 +179,7 @@ class FPNDecoder(nn.Module):
         )
         self.dropout = nd.dropout_type(spatial_dims)(p=float(dropout), inplace=True)
 
-    def forward(self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if time_emb is not None:
-            raise ValueError("FPNDecoder does not take a time embedding")
+    def forward(self, features: List[torch.Tensor]) -> torch.Tensor:
         return self.forward_stages(features)[0]
 
     def forward_stages(self, features: List[torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor]]:

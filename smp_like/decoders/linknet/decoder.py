@@ -119,9 +119,7 @@ class LinknetDecoder(nn.Module):
             for i, o in zip(widths, out_channels)
         )
 
-    def forward(self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if time_emb is not None:
-            raise ValueError("LinknetDecoder does not take a time embedding")
+    def forward(self, features: List[torch.Tensor]) -> torch.Tensor:
         deep_to_shallow = features[1:][::-1]
         skips = deep_to_shallow[1:]
         x = deep_to_shallow[0]

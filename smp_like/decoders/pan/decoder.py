@@ -171,9 +171,7 @@ class PANDecoder(nn.Module):
             self.gau2 = GAUBlock(encoder_channels[3], decoder_channels, upscale_mode, spatial_dims)
         self.gau1 = GAUBlock(encoder_channels[2], decoder_channels, upscale_mode, spatial_dims)
 
-    def forward(self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if time_emb is not None:
-            raise ValueError("PANDecoder does not take a time embedding")
+    def forward(self, features: List[torch.Tensor]) -> torch.Tensor:
         x = self.fpa(features[-1])
         if self.gau3 is not None:
             x = self.gau3(features[4], x)

@@ -94,9 +94,7 @@ class SegformerDecoder(nn.Module):
             spatial_dims=spatial_dims,
         )
 
-    def forward(self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if time_emb is not None:
-            raise ValueError("SegformerDecoder does not take a time embedding")
+    def forward(self, features: List[torch.Tensor]) -> torch.Tensor:
         # Everything is fused at the stride-4 level (features[2]); a stride-2 level is resized down to it.
         size = features[2].shape[2:]
         levels = features[2:] if self.skip_first_level else features[1:]

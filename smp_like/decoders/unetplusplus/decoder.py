@@ -117,9 +117,7 @@ class UnetPlusPlusDecoder(nn.Module):
         blocks[f"x_0_{self.depth}"] = block(in_channels[-1], 0, out_channels[-1])
         self.blocks = nn.ModuleDict(blocks)
 
-    def forward(self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if time_emb is not None:
-            raise ValueError("UnetPlusPlusDecoder does not take a time embedding")
+    def forward(self, features: List[torch.Tensor]) -> torch.Tensor:
         return self.forward_stages(features)[0]
 
     def forward_stages(self, features: List[torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor]]:

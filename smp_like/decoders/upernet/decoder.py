@@ -183,9 +183,7 @@ class UPerNetDecoder(nn.Module):
                 "twice the output stride)"
             )
 
-    def forward(self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if time_emb is not None:
-            raise ValueError("UPerNetDecoder does not take a time embedding")
+    def forward(self, features: List[torch.Tensor]) -> torch.Tensor:
         levels: List[torch.Tensor] = []  # strides 4, 8, ..., channel-normalised
         for i, norm in enumerate(self.feature_norms):
             levels.append(dense_when_exporting(norm(features[i + 2])))
