@@ -8,6 +8,7 @@ Hub repositories written by SMP load here and the other way round. Loading rebui
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional, Type, Union
 
@@ -136,6 +137,40 @@ def model_class_for(name: str) -> type:
     return get_model_class(name)
 
 
+def load_matching_state_dict(model: Any, state_dict: Dict[str, Any], strict: bool = True) -> None:
+    """Load ``state_dict`` into ``model``; with ``strict=False`` skip (and name) what does not fit.
+
+    ``strict=True`` is ``model.load_state_dict(state_dict)``: any missing, unexpected or mis-shaped key raises.
+    ``strict=False`` loads every tensor whose key and shape match, leaves the rest of the model as initialised
+    and emits one ``UserWarning`` listing the tensors skipped for their shape (and any missing or unexpected
+    keys), as SMP's ``from_pretrained`` does.
+
+    Raises:
+        RuntimeError: with ``strict=True``, when the weights do not match the model.
+    """
+    if strict:
+        model.load_state_dict(state_dict, strict=True)
+        return
+    own = model.state_dict()
+    mismatched = {
+        key: (tuple(value.shape), tuple(own[key].shape))
+        for key, value in state_dict.items()
+        if key in own and tuple(value.shape) != tuple(own[key].shape)
+    }
+    fitting = {key: value for key, value in state_dict.items() if key not in mismatched}
+    result = model.load_state_dict(fitting, strict=False)
+    if not (mismatched or result.missing_keys or result.unexpected_keys):
+        return
+    lines = [f"{type(model).__name__}.from_pretrained(strict=False) did not load every saved tensor; train the model "
+             "before use:"]
+    lines += [f" - {key}: shape {saved} (weights) -> {current} (model), kept freshly initialised"
+              for key, (saved, current) in mismatched.items()]
+    lines += [f" - {key}: not in the weights, kept freshly initialised"
+              for key in result.missing_keys if key not in mismatched]
+    lines += [f" - {key}: in the weights but not in the model, ignored" for key in result.unexpected_keys]
+    warnings.warn("\n".join(lines), UserWarning, stacklevel=3)
+
+
 class HubMixin:
     """``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` for :class:`SegmentationModel`."""
 
@@ -210,7 +245,9 @@ class HubMixin:
         Args:
             pretrained_model_name_or_path: a local folder or a Hub ``repo_id``.
             revision, cache_dir, force_download, token, local_files_only: as for ``hf_hub_download``.
-            strict: require the weights to match the model exactly.
+            strict: require the weights to match the model exactly. With False (SMP's way to fine-tune a saved
+                model to, e.g., another ``classes``), every tensor whose shape fits is loaded, the others stay
+                freshly initialised, and a ``UserWarning`` names the keys skipped.
             **model_kwargs: override saved constructor arguments (e.g. ``classes`` with ``strict=False``).
 
         Returns:
@@ -243,7 +280,7 @@ class HubMixin:
         from safetensors.torch import load_file
 
         weights = _resolve_file(pretrained_model_name_or_path, WEIGHTS_NAME, **hub)
-        model.load_state_dict(load_file(str(weights), device="cpu"), strict=strict)
+        load_matching_state_dict(model, load_file(str(weights), device="cpu"), strict=strict)
         model.eval()
         return model
 
