@@ -180,7 +180,7 @@ class PANDecoder(nn.Module):
             )
         if isinstance(decoder_channels, bool) or not isinstance(decoder_channels, int) or decoder_channels < 1:
             raise ValueError(f"`decoder_channels` for PAN must be a positive int, got {decoder_channels!r}")
-        self.fpa = FPABlock(encoder_channels[-1], decoder_channels, spatial_dims)
+        self.fpa = FPABlock(encoder_channels[-1], decoder_channels, spatial_dims=spatial_dims)
         # gau{k} fuses encoder stage k+1 into the map from the stage below; stages beyond the depth have none
         # (None attributes add no state-dict keys and keep forward scriptable).
         self.gau3: Optional[GAUBlock] = None
