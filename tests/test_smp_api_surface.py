@@ -32,14 +32,31 @@ ROOT_MODULES = ("", ".encoders", ".decoders", ".base", ".base.modules", ".losses
 # Deliberate differences: gap id -> reason. Each is documented in docs/migrating_from_smp.md with the argument
 # that restores SMP's behaviour where there is one.
 ALLOWED_GAPS: Dict[str, str] = {
+    # SMP's DeepLabV3+ decoder is told encoder_depth and output_stride to find its high-resolution feature and
+    # the x4 / x2 up-sampling factor. smp_like's n-d decoder is told the index of the stride-4 feature
+    # (`highres_index`, chosen by the model from the encoder's reductions) and resizes to that feature's actual
+    # size, which also serves per-axis strides and sizes the stride does not divide. The model classes take
+    # SMP's arguments unchanged (DeepLabV3Plus(encoder_depth=..., encoder_output_stride=...)).
+    "decoders.deeplabv3.decoder:DeepLabV3PlusDecoder.__init__(encoder_depth)": "derived: highres_index",
+    "decoders.deeplabv3.decoder:DeepLabV3PlusDecoder.__init__(output_stride)": "derived: resize to the feature size",
+    # SMP's DPT reassembles with a fixed `upsample_factor` (4, 2, 1, 0.5); smp_like's block is given the token
+    # stride and the target stride (`stride`, `target_stride`), so patch sizes like 14 (DINOv2) work; SMP's
+    # factor is stride / target_stride. Same layers and state_dict keys.
+    "decoders.dpt.decoder:ReassembleBlock.__init__(upsample_factor)": "stride, target_stride instead",
+    # SMP's MAnet and UNet++ blocks are `DecoderBlock(...)(x, skip)` and always up-sample x2. smp_like's blocks
+    # take the target size explicitly, forward(x, size, skip) (n-d, any input size, exportable), so an alias
+    # under SMP's name would silently misread a positional `skip`: they keep their own names, MAnetDecoderBlock
+    # and (for UNet++) unet.decoder.UnetDecoderBlock, with SMP's constructor arguments and state_dict keys.
+    "decoders.manet.decoder:DecoderBlock": "MAnetDecoderBlock: forward(x, size, skip)",
+    "decoders.unetplusplus.decoder:DecoderBlock": "UnetDecoderBlock: forward(x, size, skip)",
     # SMP's Unet decoder block takes (feature_map, target_height, target_width, skip_connection) so that its
-    # forward can be traced with explicit sizes. smp_like's Unet blocks are n-d and take (x, skip[, time_emb]);
-    # the target size is read from the skip (or, without a skip, is x2). Same state_dict keys and outputs, and
-    # issue 12 (time conditioning in every Unet block) owns this signature.
-    "decoders.unet.decoder:UnetDecoderBlock.forward(feature_map)": "n-d Unet block: forward(x, skip, time_emb)",
-    "decoders.unet.decoder:UnetDecoderBlock.forward(skip_connection)": "n-d Unet block: forward(x, skip, time_emb)",
-    "decoders.unet.decoder:UnetDecoderBlock.forward(target_height)": "n-d: the target size comes from the skip",
-    "decoders.unet.decoder:UnetDecoderBlock.forward(target_width)": "n-d: the target size comes from the skip",
+    # forward can be traced with explicit sizes. smp_like's Unet blocks are n-d: forward(x, size, skip,
+    # embedding), one `size` list for any number of spatial axes, plus the time embedding of diffusion models.
+    # Same state_dict keys and outputs; issue 12 (time conditioning in every Unet block) owns this signature.
+    "decoders.unet.decoder:UnetDecoderBlock.forward(feature_map)": "n-d block: forward(x, size, skip, embedding)",
+    "decoders.unet.decoder:UnetDecoderBlock.forward(skip_connection)": "n-d block: forward(x, size, skip, ...)",
+    "decoders.unet.decoder:UnetDecoderBlock.forward(target_height)": "n-d: one `size` list for every axis",
+    "decoders.unet.decoder:UnetDecoderBlock.forward(target_width)": "n-d: one `size` list for every axis",
 }
 
 
