@@ -313,3 +313,91 @@ def test_binary_losses_still_refuse_different_element_counts(name, kwargs):
     with pytest.raises(ValueError, match=r"y_pred shape \(2, 1, 8\) and y_true shape \(2, 1, 1, 9\) do not fit "
                                          r"mode='binary'"):
         loss(torch.randn(2, 1, 8), torch.ones(2, 1, 1, 9))
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Found by the surface walk (tests/test_smp_api_surface.py)
+# ------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.conformance
+def test_vgg_unet_has_smps_center_block():
+    # SMP's Unet applies a center block on VGG encoders; without it SMP's VGG-Unet checkpoints did not load.
+    torch.manual_seed(0)
+    kwargs = dict(encoder_name="vgg11", encoder_weights=None, encoder_depth=3, decoder_channels=(16, 8, 8))
+    theirs, ours = smp.Unet(**kwargs).eval(), smp_like.Unet(**kwargs).eval()
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert any(k.startswith("decoder.center.") for k in ours.state_dict())
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x))
+    assert not any(k.startswith("decoder.center.") for k in smp_like.Unet(**TINY_UNET).state_dict())
+
+
+@pytest.mark.conformance
+@pytest.mark.parametrize("build", [
+    lambda lib: importlib.import_module(f"{lib}.decoders.deeplabv3.decoder").SeparableConv2d(4, 8, 3, padding=1),
+    lambda lib: importlib.import_module(f"{lib}.decoders.deeplabv3.decoder").SeparableConv2d(4, 8, 3, 2, 2, 2, False),
+    lambda lib: importlib.import_module(f"{lib}.decoders.upernet.decoder").LayerNorm2d(4, eps=1e-6),
+    lambda lib: importlib.import_module(f"{lib}.decoders.segformer.decoder").MLP(4, 8),
+    lambda lib: importlib.import_module(f"{lib}.decoders.unet.decoder").UnetCenterBlock(4, 8),
+    lambda lib: importlib.import_module(f"{lib}.decoders.unetplusplus.decoder").CenterBlock(4, 8, use_norm=False),
+    lambda lib: importlib.import_module(f"{lib}.decoders.fpn.decoder").Conv3x3GNReLU(4, 32),
+    lambda lib: importlib.import_module(f"{lib}.decoders.upernet.decoder").PSPModule(4, 8, sizes=(1, 3)),
+    lambda lib: importlib.import_module(f"{lib}.decoders.dpt.decoder").ReadoutConcatBlock(embed_dim=8,
+                                                                                          has_prefix_tokens=False),
+])
+def test_decoder_blocks_under_smps_names_match_smp(build):
+    torch.manual_seed(0)
+    theirs, ours = build("segmentation_models_pytorch").eval(), build("smp_like").eval()
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [
+        (k, v.shape) for k, v in theirs.state_dict().items()
+    ]
+    for value in theirs.state_dict().values():  # non-trivial norm parameters too
+        if value.is_floating_point():
+            value.uniform_(0.5, 1.5)
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(2, 4, 6, 6) if not isinstance(theirs, torch.nn.Sequential) or len(theirs) else None
+    if "ReadoutConcatBlock" in type(ours).__name__:
+        x = torch.randn(2, 8, 3, 3)
+    elif "MLP" in type(theirs).__name__:
+        x = torch.randn(2, 4, 3, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x))
+
+
+@pytest.mark.conformance
+def test_upernet_lateral_block_takes_smps_argument_names():
+    from segmentation_models_pytorch.decoders.upernet.decoder import FPNLateralBlock as Theirs
+
+    from smp_like.decoders.upernet.decoder import FPNLateralBlock as Ours
+
+    torch.manual_seed(0)
+    theirs, ours = Theirs(lateral_channels=4, out_channels=8).eval(), Ours(lateral_channels=4, out_channels=8).eval()
+    ours.load_state_dict(theirs.state_dict())
+    state, lateral = torch.randn(1, 8, 3, 3), torch.randn(1, 4, 6, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(state_feature=state, lateral_feature=lateral),
+                                   theirs(state_feature=state, lateral_feature=lateral))
+
+
+@pytest.mark.conformance
+def test_model_config_model_card_and_save_pretrained_arguments(tmp_path):
+    ours, theirs = smp_like.Unet(**TINY_UNET, classes=2), smp.Unet(**TINY_UNET, classes=2)
+    assert {k: ours.config[k] for k in theirs.config} == theirs.config
+    ours.config["classes"] = 9  # a copy: the model's record is unchanged
+    assert ours.config["classes"] == 2
+    ours.save_pretrained(tmp_path, config=ours.config,
+                         model_card_kwargs={"dataset": "pets", "metrics": [{"iou": 0.5}]})
+    card = (tmp_path / "README.md").read_text()
+    assert "Dataset name: pets" in card and '"iou": 0.5' in card
+    loaded = smp_like.from_pretrained(tmp_path).config  # read back from JSON: tuples come back as lists
+    assert {k: list(v) if isinstance(v, tuple) else v for k, v in ours.config.items()} == loaded
+    with pytest.raises(ValueError, match=r"differs at \['classes'\] and adds \['foo'\]"):
+        ours.save_pretrained(tmp_path / "other", config={"classes": 3, "foo": 1})
+    assert not (tmp_path / "other").exists()
+    with pytest.raises(ValueError, match=r"'metrics' and 'dataset', got \['license'\]"):
+        ours.save_pretrained(tmp_path, model_card_kwargs={"license": "mit"})
+    generated = ours.generate_model_card(dataset="pets")
+    assert "Dataset name: pets" in str(generated) and type(generated).__name__ == "ModelCard"
