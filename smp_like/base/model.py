@@ -85,7 +85,7 @@ class SegmentationModel(nn.Module, HubMixin):
     """
 
     decoder_needs_divisible_input: bool = True
-    # SMP's flag, per instance: whether forward raises on sizes not divisible by input_stride (False while padding).
+    # SMP's flag: whether forward raises on sizes not divisible by input_stride (False while padding is on).
     requires_divisible_input_shape = _DivisibleInputFlag()
     # Python-side bookkeeping that TorchScript need not (and cannot) compile; see __prepare_scriptable__.
     __jit_unused_properties__ = [
@@ -183,7 +183,6 @@ class SegmentationModel(nn.Module, HubMixin):
     @property
     def pads_input(self) -> bool:
         return self.decoder_needs_divisible_input and self.input_padding is not None
-
 
     @property
     def output_stride(self) -> Union[int, Tuple[int, ...]]:

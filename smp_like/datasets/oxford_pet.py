@@ -85,7 +85,9 @@ class OxfordPetDataset(Dataset):
         split_file = "test.txt" if self.mode == "test" else "trainval.txt"
         path = os.path.join(self.root, "annotations", split_file)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"Oxford-IIIT Pet split file {path!r} not found. {_download_instructions(self.root)}")
+            raise FileNotFoundError(
+                f"Oxford-IIIT Pet split file {path!r} not found. {_download_instructions(self.root)}"
+            )
         with open(path, encoding="utf-8") as handle:
             names = [line.split()[0] for line in handle if line.strip()]
         if self.mode == "train":

@@ -195,7 +195,9 @@ def _refuse_unknown_arguments(name: str, encoder_class: type, kwargs: Dict[str, 
         return
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return
-    accepted = sorted(n for n, p in parameters.items() if n != "self" and p.kind is not inspect.Parameter.VAR_POSITIONAL)
+    accepted = sorted(
+        n for n, p in parameters.items() if n != "self" and p.kind is not inspect.Parameter.VAR_POSITIONAL
+    )
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
         raise TypeError(

@@ -97,7 +97,9 @@ def warn_tag_for_timm_encoder(name: str, weights: Any) -> None:
         return
     import warnings
 
-    meaning = "timm's default pretrained tag" if weights == DEFAULT_WEIGHTS else f"the timm pretrained tag {weights!r}"
+    meaning = (
+        "timm's default pretrained tag" if weights == DEFAULT_WEIGHTS else f"the timm pretrained tag {weights!r}"
+    )
     warnings.warn(
         f"For 'tu-' (timm universal) encoders SMP expects `encoder_weights`=True (timm's default pretrained tag) or "
         f"None, with any tag in the name ('tu-<model_name>.<pretrained_tag>'). Got encoder_weights={weights!r} for "

@@ -389,7 +389,9 @@ def wing_loss(
     return loss
 
 
-def to_tensor(x: Union[torch.Tensor, "np.ndarray", Sequence, float, int], dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+def to_tensor(
+    x: Union[torch.Tensor, np.ndarray, Sequence, float, int], dtype: Optional[torch.dtype] = None
+) -> torch.Tensor:
     """A tensor from a tensor, a NumPy array, a list/tuple or a number (optionally cast to ``dtype``).
 
     Raises:
