@@ -12,6 +12,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, Optional, Type, Union
 
+import torch
+
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
@@ -264,6 +266,7 @@ class HubMixin:
         return folder
 
     @property
+    @torch.jit.unused  # Python-side bookkeeping: TorchScript cannot type the mixed-value dict
     def config(self) -> Dict[str, Any]:
         """SMP's ``model.config``: the constructor arguments the model was built with (a copy)."""
         return dict(self._model_config)
