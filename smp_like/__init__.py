@@ -27,13 +27,19 @@ _LAZY_ATTRS = {
 }
 _LAZY_MODULES = {"encoders", "decoders", "base", "losses", "metrics", "datasets", "training", "generative"}
 
-__all__ = sorted(list(_LAZY_ATTRS) + list(_LAZY_MODULES) + ["__version__"])
+__all__ = sorted(list(_LAZY_ATTRS) + list(_LAZY_MODULES) + ["__version__", "MODEL_ARCHITECTURES_MAPPING"])
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY_ATTRS:
         module_name, attr = _LAZY_ATTRS[name]
         value = getattr(importlib.import_module(module_name), attr)
+    elif name == "MODEL_ARCHITECTURES_MAPPING":
+        # SMP's {lower-case name: class} table. It is the live registry create_model reads (every architecture
+        # registers itself on import), so adding an entry makes create_model know it, as in SMP.
+        from smp_like.factory import _registry
+
+        value = _registry()
     elif name in _LAZY_MODULES:
         value = importlib.import_module(f"smp_like.{name}")
     else:

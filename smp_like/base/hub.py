@@ -10,8 +10,11 @@ import inspect
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple, Type, Union
+
+import torch
 
 from smp_like.base.registry import get_model_class, register_model
 
@@ -34,11 +37,14 @@ def _jsonable(name: str, value: Any) -> Any:
     )
 
 
-def _model_card(class_name: str, config: Dict[str, Any], metrics: Optional[Dict[str, Any]], dataset: Optional[str]) -> str:
+def _model_card(class_name: str, config: Dict[str, Any], metrics: Any, dataset: Optional[str]) -> str:
     params = json.dumps(config, indent=4)
-    metrics_text = (
-        "\n".join(f"- {k}: {v}" for k, v in metrics.items()) if metrics else "No metrics were recorded."
-    )
+    if not metrics:
+        metrics_text = "No metrics were recorded."
+    elif isinstance(metrics, dict):
+        metrics_text = "\n".join(f"- {k}: {v}" for k, v in metrics.items())
+    else:  # SMP's model_card_kwargs pass a list of metric dicts
+        metrics_text = "```json\n" + json.dumps(metrics, indent=4, default=str) + "\n```"
     return f"""---
 library_name: smp_like
 tags:
@@ -183,6 +189,64 @@ def _recording_init(cls: type, init: Callable[..., None]) -> Callable[..., None]
     return init_and_record
 
 
+def load_matching_state_dict(model: Any, state_dict: Dict[str, Any], strict: bool = True) -> None:
+    """Load ``state_dict`` into ``model``; with ``strict=False`` skip (and name) what does not fit.
+
+    ``strict=True`` is ``model.load_state_dict(state_dict)``: any missing, unexpected or mis-shaped key raises.
+    ``strict=False`` loads every tensor whose key and shape match, leaves the rest of the model as initialised
+    and emits one ``UserWarning`` listing the tensors skipped for their shape (and any missing or unexpected
+    keys), as SMP's ``from_pretrained`` does.
+
+    Raises:
+        RuntimeError: with ``strict=True``, when the weights do not match the model.
+    """
+    if strict:
+        model.load_state_dict(state_dict, strict=True)
+        return
+    own = model.state_dict()
+    mismatched = {
+        key: (tuple(value.shape), tuple(own[key].shape))
+        for key, value in state_dict.items()
+        if key in own and tuple(value.shape) != tuple(own[key].shape)
+    }
+    fitting = {key: value for key, value in state_dict.items() if key not in mismatched}
+    result = model.load_state_dict(fitting, strict=False)
+    if not (mismatched or result.missing_keys or result.unexpected_keys):
+        return
+    lines = [f"{type(model).__name__}.from_pretrained(strict=False) did not load every saved tensor; train the model "
+             "before use:"]
+    lines += [f" - {key}: shape {saved} (weights) -> {current} (model), kept freshly initialised"
+              for key, (saved, current) in mismatched.items()]
+    lines += [f" - {key}: not in the weights, kept freshly initialised"
+              for key in result.missing_keys if key not in mismatched]
+    lines += [f" - {key}: in the weights but not in the model, ignored" for key in result.unexpected_keys]
+    warnings.warn("\n".join(lines), UserWarning, stacklevel=3)
+
+
+def _card_arguments(
+    model: Any, config: Optional[Dict[str, Any]], card_kwargs: Optional[Dict[str, Any]], metrics: Any, dataset: Any
+) -> Any:
+    """Check SMP's ``save_pretrained(config=..., model_card_kwargs=...)`` and return the card's metrics/dataset."""
+    if config is not None:
+        own = {k: _jsonable(k, v) for k, v in model._model_config.items()}
+        given = {k: _jsonable(k, v) for k, v in dict(config).items() if k != CLASS_KEY}
+        differing = sorted(k for k, v in given.items() if own.get(k, v) != v)
+        unknown = sorted(k for k in given if k not in own)
+        if differing or unknown:
+            raise ValueError(
+                f"save_pretrained: config.json holds the model's own constructor arguments, so `config` may only "
+                f"repeat them; it differs at {differing} and adds {unknown}. Build the model with those arguments "
+                "instead (from_pretrained could not rebuild a model from a different config)."
+            )
+    if card_kwargs:
+        extra = sorted(set(card_kwargs) - {"metrics", "dataset"})
+        if extra:
+            raise ValueError(f"`model_card_kwargs` takes the keys 'metrics' and 'dataset', got {extra}")
+        metrics = card_kwargs.get("metrics", metrics)
+        dataset = card_kwargs.get("dataset", dataset)
+    return metrics, dataset
+
+
 class HubMixin:
     """``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` for every saveable class, and the one place where
     such classes record their constructor arguments and register by name.
@@ -252,6 +316,8 @@ class HubMixin:
         dataset: Optional[str] = None,
         push_to_hub: bool = False,
         repo_id: Optional[str] = None,
+        config: Optional[Dict[str, Any]] = None,
+        model_card_kwargs: Optional[Dict[str, Any]] = None,
         **push_kwargs: Any,
     ) -> Path:
         """Write ``config.json``, ``model.safetensors`` and a model card to ``save_directory``.
@@ -261,6 +327,10 @@ class HubMixin:
             metrics: optional metrics for the model card.
             dataset: optional dataset name for the model card.
             push_to_hub: also upload the folder (to ``repo_id``, default: the folder name).
+            config: SMP's argument. ``config.json`` always holds the model's own constructor arguments (what
+                ``from_pretrained`` rebuilds from); a ``config`` that contradicts them is refused rather than
+                written (SMP writes it verbatim, and the folder then no longer loads).
+            model_card_kwargs: SMP's argument: ``{"metrics": ..., "dataset": ...}`` for the model card.
             **push_kwargs: passed to :meth:`push_to_hub`.
 
         Returns:
@@ -268,9 +338,12 @@ class HubMixin:
 
         Raises:
             TypeError: if a constructor argument cannot be written to JSON (e.g. a callable activation).
+            ValueError: for a ``config`` that differs from the model's arguments, or unknown
+                ``model_card_kwargs`` keys.
         """
         from safetensors.torch import save_model
 
+        metrics, dataset = _card_arguments(self, config, model_card_kwargs, metrics, dataset)
         config = self.get_config()  # fails before anything is written if the config is not serialisable
         folder = Path(save_directory)
         folder.mkdir(parents=True, exist_ok=True)
@@ -281,6 +354,27 @@ class HubMixin:
         if push_to_hub:
             self.push_to_hub(repo_id or folder.name, metrics=metrics, dataset=dataset, **push_kwargs)
         return folder
+
+    @property
+    @torch.jit.unused  # Python-side bookkeeping: TorchScript cannot type the mixed-value dict
+    def config(self) -> Dict[str, Any]:
+        """SMP's ``model.config``: the constructor arguments the model was built with (a copy)."""
+        return dict(self._model_config)
+
+    def generate_model_card(self, *args: Any, **kwargs: Any) -> Any:
+        """SMP's model card, as a ``huggingface_hub.ModelCard`` (keyword arguments ``metrics``, ``dataset``).
+
+        Raises:
+            TypeError: for positional arguments or unknown keywords.
+        """
+        from huggingface_hub import ModelCard
+
+        if args or set(kwargs) - {"metrics", "dataset"}:
+            raise TypeError(
+                f"generate_model_card takes the keywords 'metrics' and 'dataset', got {args!r} {sorted(kwargs)}"
+            )
+        config = {k: v for k, v in self.get_config().items() if k != CLASS_KEY}
+        return ModelCard(_model_card(type(self).__name__, config, kwargs.get("metrics"), kwargs.get("dataset")))
 
     @classmethod
     def from_pretrained(
@@ -300,7 +394,9 @@ class HubMixin:
         Args:
             pretrained_model_name_or_path: a local folder or a Hub ``repo_id``.
             revision, cache_dir, force_download, token, local_files_only: as for ``hf_hub_download``.
-            strict: require the weights to match the model exactly.
+            strict: require the weights to match the model exactly. With False (SMP's way to fine-tune a saved
+                model to, e.g., another ``classes``), every tensor whose shape fits is loaded, the others stay
+                freshly initialised, and a ``UserWarning`` names the keys skipped.
             **model_kwargs: override saved constructor arguments (e.g. ``classes`` with ``strict=False``).
 
         Returns:
@@ -334,7 +430,7 @@ class HubMixin:
         from safetensors.torch import load_file
 
         weights = _resolve_file(pretrained_model_name_or_path, WEIGHTS_NAME, **hub)
-        model.load_state_dict(load_file(str(weights), device="cpu"), strict=strict)
+        load_matching_state_dict(model, load_file(str(weights), device="cpu"), strict=strict)
         model.eval()
         return model
 

@@ -18,6 +18,33 @@ from smp_like.base.time_conditioning import attach_time_embedding, decoder_time_
 __all__ = ["MODEL_REGISTRY", "SegmentationModel", "check_image_batch"]
 
 
+def _store_divisibility_declaration(cls: type) -> None:
+    """Move a subclass's SMP-style ``requires_divisible_input_shape = <bool>`` class attribute to
+    ``decoder_needs_divisible_input``, so the instance property keeps SMP's meaning (see SegmentationModel)."""
+    declared = cls.__dict__.get("requires_divisible_input_shape")
+    if isinstance(declared, bool):
+        delattr(cls, "requires_divisible_input_shape")
+        cls.decoder_needs_divisible_input = declared
+
+
+class _DivisibleInputFlag:
+    """SMP's ``requires_divisible_input_shape``: whether ``forward`` raises on spatial sizes not divisible by
+    ``input_stride``.
+
+    On an instance: True only for an architecture that needs divisible sizes with ``input_padding=None``; while
+    padding is on, any size is accepted, so False. On the class (no padding setting to consult): whether the
+    architecture needs divisible sizes, as SMP's class attribute says. Assigning it declares that need.
+    """
+
+    def __get__(self, model: Any, owner: type) -> bool:
+        if model is None:
+            return bool(owner.decoder_needs_divisible_input)
+        return bool(model.decoder_needs_divisible_input and model.input_padding is None)
+
+    def __set__(self, model: Any, value: bool) -> None:
+        model.decoder_needs_divisible_input = bool(value)
+
+
 class SegmentationModel(nn.Module, HubMixin):
     """Base class of every segmentation architecture.
 
@@ -25,17 +52,22 @@ class SegmentationModel(nn.Module, HubMixin):
     ``self.classification_head`` (None without ``aux_params``) and call ``self.initialize()``. The constructor
     arguments of the concrete class are recorded automatically for ``save_pretrained`` / ``from_pretrained``.
 
-    Input sizes: an architecture whose decoder needs sizes divisible by its stride sets
-    ``requires_divisible_input_shape = True``. Such a model pads the input at its end to a multiple of
-    ``input_stride`` inside ``forward`` and crops the mask back (``input_padding`` = an ``F.pad`` mode, default
-    ``"constant"``); with ``input_padding=None`` it raises SMP's error instead, naming the size to pad to.
+    Input sizes: an architecture whose decoder needs sizes divisible by its stride declares it, SMP's way, with
+    the class attribute ``requires_divisible_input_shape = True`` (stored as ``decoder_needs_divisible_input``).
+    Such a model pads the input at its end to a multiple of ``input_stride`` inside ``forward`` and crops the
+    mask back (``input_padding`` = an ``F.pad`` mode, default ``"constant"``); with ``input_padding=None`` it
+    raises SMP's error instead, naming the size to pad to. On an instance, ``requires_divisible_input_shape``
+    keeps SMP's meaning, "forward raises on sizes not divisible by the stride": False while padding is on.
     """
 
     _abstract_model = True  # not itself registered; SegmentationModel.from_pretrained loads any saved class
-    requires_divisible_input_shape: bool = True
+    decoder_needs_divisible_input: bool = True
+    # SMP's flag: whether forward raises on sizes not divisible by input_stride (False while padding is on).
+    requires_divisible_input_shape = _DivisibleInputFlag()
     # Python-side bookkeeping that TorchScript need not (and cannot) compile; see __prepare_scriptable__.
     __jit_unused_properties__ = [
-        "input_stride", "pads_input", "output_stride", "spatial_dims", "mask_scale", "min_input_size"
+        "input_stride", "pads_input", "output_stride", "spatial_dims", "mask_scale", "min_input_size",
+        "requires_divisible_input_shape",
     ]
     # Decoders that resize every feature to its skip's size work with per-axis encoder strides (e.g. (1, 2, 2)).
     supports_anisotropic_strides: bool = False
@@ -51,6 +83,10 @@ class SegmentationModel(nn.Module, HubMixin):
     _scripted_pad_mode: str
     _scripted_min_size: int
     _scripted_scale: List[int]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _store_divisibility_declaration(cls)
 
     def _post_init(self) -> None:
         """Runs after the outermost constructor (see HubMixin): check the encoder's strides fit the decoder."""
@@ -109,7 +145,7 @@ class SegmentationModel(nn.Module, HubMixin):
 
     @property
     def pads_input(self) -> bool:
-        return self.requires_divisible_input_shape and self.input_padding is not None
+        return self.decoder_needs_divisible_input and self.input_padding is not None
 
     @property
     def output_stride(self) -> Union[int, Tuple[int, ...]]:
@@ -129,7 +165,7 @@ class SegmentationModel(nn.Module, HubMixin):
             ValueError: naming what is wrong and, for sizes, the size to pad to.
         """
         check_image_batch(x, self.spatial_dims, self.encoder.in_channels)
-        if self.requires_divisible_input_shape and self.input_padding is None:
+        if self.requires_divisible_input_shape:
             stride = self.input_stride
             sizes = tuple(x.shape[2:])
             per_axis = (stride,) * len(sizes) if isinstance(stride, int) else tuple(stride)

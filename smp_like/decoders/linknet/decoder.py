@@ -69,6 +69,9 @@ class LinknetDecoderBlock(nn.Module):
         return x
 
 
+DecoderBlock = LinknetDecoderBlock  # SMP's name
+
+
 class LinknetDecoder(nn.Module):
     """One :class:`LinknetDecoderBlock` per encoder stage, deepest first; the last outputs 32 channels.
 

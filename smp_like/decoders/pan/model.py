@@ -103,7 +103,7 @@ class PAN(SegmentationModel):
             encoder_channels=self.encoder.out_channels,
             encoder_depth=encoder_depth,
             decoder_channels=decoder_channels,
-            upscale_mode=decoder_interpolation,
+            interpolation_mode=decoder_interpolation,
             spatial_dims=spatial_dims,
         )
         self.segmentation_head = SegmentationHead(

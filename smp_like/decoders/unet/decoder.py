@@ -23,6 +23,26 @@ DECODER_BLOCKS = ("conv", "res_conv", "swin", "vmamba")
 DECODER_SKIPS = ("cat", "add", "none")
 
 
+class UnetCenterBlock(nn.Sequential):
+    """Two 3x3 conv-norm-ReLU blocks (children 0, 1) on the deepest feature, before the first decoder block.
+
+    SMP's Unet builds and applies it for VGG encoders (``add_center_block``); same keys (``decoder.center.*``)
+    and outputs, so SMP's VGG-Unet checkpoints load.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        use_norm: Union[bool, str, Dict[str, Any]] = "batchnorm",
+        spatial_dims: int = 2,
+    ):
+        super().__init__(
+            ConvNormReLU(in_channels, out_channels, 3, padding=1, use_norm=use_norm, spatial_dims=spatial_dims),
+            ConvNormReLU(out_channels, out_channels, 3, padding=1, use_norm=use_norm, spatial_dims=spatial_dims),
+        )
+
+
 class UnetDecoderBlock(nn.Module):
     """Resize to the skip's size, concatenate it, attend, conv-norm-relu twice, attend."""
 
@@ -279,6 +299,7 @@ class UnetDecoder(nn.Module):
             :class:`UnetDecoderBlock`, anything else a :class:`FlemmeDecoderBlock`.
         decoder_skip: one of :data:`DECODER_SKIPS`.
         block_kwargs: options of the block body (see :func:`decoder_block_options`).
+        add_center_block: apply a :class:`UnetCenterBlock` to the deepest feature first (SMP does for VGG).
 
     Raises:
         ValueError: if the number of blocks and ``decoder_channels`` disagree, or for a bad block option.
@@ -301,6 +322,7 @@ class UnetDecoder(nn.Module):
         decoder_block: str = "conv",
         decoder_skip: str = "cat",
         block_kwargs: Optional[Dict[str, Any]] = None,
+        add_center_block: bool = False,
     ):
         super().__init__()
         block_kwargs = check_decoder_options(decoder_block, decoder_skip, block_kwargs)
@@ -314,7 +336,11 @@ class UnetDecoder(nn.Module):
         deep_to_shallow = list(encoder_channels[1:])[::-1]
         in_channels = [deep_to_shallow[0]] + list(decoder_channels[:-1])
         skip_channels = deep_to_shallow[1:] + [0]
-        self.center = nn.Identity()
+        self.center = (
+            UnetCenterBlock(deep_to_shallow[0], deep_to_shallow[0], use_norm, spatial_dims)
+            if add_center_block
+            else nn.Identity()
+        )
         if decoder_block == "conv" and decoder_skip == "cat":
             # SMP's block: same modules and state-dict keys as segmentation_models_pytorch.
             self.blocks = nn.ModuleList(

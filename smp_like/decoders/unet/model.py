@@ -129,6 +129,8 @@ class Unet(DeepSupervisionMixin, SegmentationModel):
             decoder_block=decoder_block,
             decoder_skip=decoder_skip,
             block_kwargs=decoder_block_kwargs,
+            # SMP's Unet puts a center block on VGG encoders (no stride-32 pooling before the decoder).
+            add_center_block=isinstance(encoder_name, str) and encoder_name.startswith("vgg"),
         )
         self.segmentation_head = SegmentationHead(
             in_channels=decoder_channels[-1], out_channels=classes, activation=activation, spatial_dims=spatial_dims
