@@ -12,5 +12,16 @@ Heavy packages (tifffile, nibabel, onnxruntime) are imported where first used.
 """
 
 from smp_like.inference.sliding_window import count_windows, importance_map, sliding_window, window_starts
+from smp_like.inference.tta import TTA, Transform, get_activation, tta, tta_transforms
 
-__all__ = ["count_windows", "importance_map", "sliding_window", "window_starts"]
+__all__ = [
+    "TTA",
+    "Transform",
+    "count_windows",
+    "get_activation",
+    "importance_map",
+    "sliding_window",
+    "tta",
+    "tta_transforms",
+    "window_starts",
+]
