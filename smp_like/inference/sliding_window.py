@@ -231,7 +231,7 @@ def sliding_window(
         from tqdm.auto import tqdm
 
         bar, owns_bar = tqdm(total=batch * num_windows, desc="windows", unit="win"), True
-    elif progress not in (False, None):
+    elif progress is not False and progress is not None:
         bar = progress
 
     def windows() -> Iterator[Tuple[int, Tuple[int, ...]]]:
