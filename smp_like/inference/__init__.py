@@ -13,13 +13,16 @@ Heavy packages (tifffile, nibabel, onnxruntime) are imported where first used.
 
 from smp_like.inference.sliding_window import count_windows, importance_map, sliding_window, window_starts
 from smp_like.inference.tta import TTA, Transform, get_activation, tta, tta_transforms
+from smp_like.inference.predict import PredictReport, predict_files
 
 __all__ = [
+    "PredictReport",
     "TTA",
     "Transform",
     "count_windows",
     "get_activation",
     "importance_map",
+    "predict_files",
     "sliding_window",
     "tta",
     "tta_transforms",

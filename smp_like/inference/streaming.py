@@ -49,17 +49,26 @@ def _channel_stats(reader: Any, prep: Preprocessing, band_rows: int) -> Any:
 
 
 def _normalize(band: np.ndarray, prep: Preprocessing, stats: Any) -> torch.Tensor:
-    """(rows, W, C) stored pixels -> (C, rows, W) float32 normalised as ``prep`` says."""
-    chw = np.moveaxis(band, -1, 0)
+    """(rows, W, C) stored pixels -> (C, rows, W) float32 normalised as ``prep`` says.
+
+    Computed channels-last (contiguous, so numpy streams through memory) and returned as a channels-first view.
+    """
+    x = band.astype(np.float32)
+    if prep.clip is not None:
+        np.clip(x, float(prep.clip[0]), float(prep.clip[1]), out=x)
     if prep.normalization == "zscore":
-        x = chw.astype(np.float32)
-        if prep.clip is not None:
-            x = np.clip(x, float(prep.clip[0]), float(prep.clip[1]))
         mean, std = stats
-        x = (x - mean.astype(np.float32)[:, None, None]) / std.astype(np.float32)[:, None, None]
-    else:
-        x = prep.normalize(chw)
-    return torch.from_numpy(np.ascontiguousarray(x))
+        x -= mean.astype(np.float32)
+        x /= std.astype(np.float32)
+    elif prep.normalization == "mean_std":
+        x /= np.float32(prep.max_pixel_value)
+        if prep.mean is not None:
+            if len(prep.mean) != x.shape[-1]:
+                raise ValueError(f"the model expects {len(prep.mean)} input channels (its normalisation has "
+                                 f"{len(prep.mean)} means), the image has {x.shape[-1]}")
+            x -= np.asarray(prep.mean, np.float32)
+            x /= np.asarray(prep.std, np.float32)
+    return torch.from_numpy(x).permute(2, 0, 1)
 
 
 def predict_tiff(
@@ -103,6 +112,7 @@ def predict_tiff(
         ValueError: for a channel mismatch, a window larger than the image, or a model whose output size differs.
         ImageReadError: for an unreadable file or segment.
     """
+    from smp_like.inference.predict import argmax_channels
     from smp_like.io import default_palette
     from smp_like.io.tiled import TiffRowReader, TiledTiffWriter
 
@@ -142,19 +152,23 @@ def predict_tiff(
         def flush(rows: int) -> None:
             nonlocal base
             assert acc is not None
-            probs = (acc[:, :rows] / wsum[:rows]).numpy()
+            probs = acc[:, :rows]
+            probs /= wsum[:rows]  # in place: these rows leave the band now
             if task == "multiclass":
-                mask = probs.argmax(0).astype(np.uint8)
+                mask = argmax_channels(probs.numpy())
             else:
-                mask = (probs > threshold).astype(np.uint8)
-                mask = mask[0] if task == "binary" else np.moveaxis(mask, 0, -1)
+                mask = (probs > threshold).to(torch.uint8)
+                mask = (mask[0] if task == "binary" else mask.permute(1, 2, 0)).numpy()
             writers[0].write_rows(mask)
             if save_probabilities:
-                writers[1].write_rows(np.moveaxis(probs, 0, -1).astype(np.float16))
-            # Shift the band up by the rows written; the freed rows start empty.
-            acc[:, : cap - rows] = acc[:, rows:].clone()
+                writers[1].write_rows(probs.permute(1, 2, 0).to(torch.float16).numpy())
+            # Shift the band up by the rows written, in blocks of `rows` that never overlap (no band-sized
+            # temporary); the freed rows start empty.
+            for start in range(0, cap - rows, rows):
+                stop = min(start + rows, cap - rows)
+                acc[:, start:stop] = acc[:, start + rows : stop + rows]
+                wsum[start:stop] = wsum[start + rows : stop + rows]
             acc[:, cap - rows :] = 0
-            wsum[: cap - rows] = wsum[rows:].clone()
             wsum[cap - rows :] = 0
             base += rows
 

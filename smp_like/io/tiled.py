@@ -147,7 +147,8 @@ class TiledTiffWriter:
         dtype: the pixel dtype.
         tile: ``(tile_h, tile_w)``, multiples of 16.
         colormap: optional ``(3, 256)`` uint16 palette (a palette TIFF for class masks).
-        compression: tifffile compression name (default ``"zlib"``).
+        compression: tifffile compression name (default ``"zlib"``, at level 1: masks still shrink ~50x, and the
+            writer keeps up with prediction).
 
     Raises:
         ValueError: for tile sizes that are not multiples of 16.
@@ -175,6 +176,12 @@ class TiledTiffWriter:
         os.close(fd)
         self._tmp = Path(tmp)
         kwargs: Dict[str, Any] = dict(shape=self.shape, dtype=self.dtype, tile=self.tile, compression=compression)
+        if compression == "zlib":
+            kwargs["compressionargs"] = {"level": 1}
+        # tifffile compresses up to hundreds of MB per pass by default (and in several threads): one band of tiles
+        # per pass keeps the writer's memory at a band.
+        band_bytes = self.tile[0] * self.shape[1] * int(np.prod(self.shape[2:], dtype=np.int64)) * self.dtype.itemsize
+        kwargs.update(maxworkers=1, buffersize=max(int(band_bytes), 1 << 16))
         if colormap is not None:
             kwargs.update(photometric="palette", colormap=colormap)
         elif len(self.shape) == 3 and self.shape[2] == 3 and self.dtype == np.uint8:
