@@ -14,12 +14,16 @@ Heavy packages (tifffile, nibabel, onnxruntime) are imported where first used.
 from smp_like.inference.sliding_window import count_windows, importance_map, sliding_window, window_starts
 from smp_like.inference.tta import TTA, Transform, get_activation, tta, tta_transforms
 from smp_like.inference.predict import PredictReport, predict_files
+from smp_like.inference.export import ExportMismatch, ExportResult, export_model
 
 __all__ = [
+    "ExportMismatch",
+    "ExportResult",
     "PredictReport",
     "TTA",
     "Transform",
     "count_windows",
+    "export_model",
     "get_activation",
     "importance_map",
     "predict_files",
