@@ -93,7 +93,8 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
                         "model.pt2)")
     parser.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18; 17 needs sizes that are "
                         "multiples of the output stride)")
-    parser.add_argument("--dynamic", action="store_true", help="dynamic batch and spatial sizes (TorchScript always is)")
+    parser.add_argument("--dynamic", action="store_true",
+                        help="dynamic batch and spatial sizes (TorchScript always is)")
     parser.add_argument("--input-size", type=int, nargs="+", metavar="N",
                         help="spatial size of the tracing example (default: from the model's stride)")
     parser.add_argument("--batch-size", type=int, default=1, help="batch of the tracing example (default 1)")

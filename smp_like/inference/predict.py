@@ -18,8 +18,6 @@ skipped; the others are still written, and the report lists every failure.
 """
 
 import glob
-import json
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -76,7 +74,9 @@ def resolve_device(device: Union[str, torch.device, None]) -> torch.device:
         raise ValueError(f"`device` must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
 
 
-def load_model(model: Union[PathLike, torch.nn.Module], device: Union[str, torch.device, None] = None) -> torch.nn.Module:
+def load_model(
+    model: Union[PathLike, torch.nn.Module], device: Union[str, torch.device, None] = None
+) -> torch.nn.Module:
     """A saved model (folder or Hub repository) or a module, in eval mode on ``device``."""
     if not isinstance(model, torch.nn.Module):
         import smp_like
@@ -173,7 +173,8 @@ def collect_inputs(inputs: Sequence[PathLike]) -> Tuple[List[Tuple[Path, Path]],
             if readable(path):
                 found.append((path, Path(path.name)))
             else:
-                failures.append((path, f"unsupported file type; supported: {list(IMAGE_SUFFIXES) + ['.nii', '.nii.gz']}"))
+                supported = list(IMAGE_SUFFIXES) + [".nii", ".nii.gz"]
+                failures.append((path, f"unsupported file type; supported: {supported}"))
         else:
             failures.append((path, "no such file or folder"))
     return found, failures

@@ -306,7 +306,8 @@ def sliding_window(
     del weight_sum
     if any(p != s for p, s in zip(padded, spatial)):
         crop = tuple(
-            slice(int(round(before * z)), int(round((before + s) * z))) for before, s, z in zip(pad_before, spatial, scale)
+            slice(int(round(before * z)), int(round((before + s) * z)))
+            for before, s, z in zip(pad_before, spatial, scale)
         )
         output = output[(slice(None), slice(None)) + crop]
     return output

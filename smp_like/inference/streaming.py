@@ -8,7 +8,6 @@ normalised, turned into a mask and handed to a tiled TIFF writer. Peak memory is
 of accumulated probabilities and a window batch — never the image.
 """
 
-import math
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence, Union
 

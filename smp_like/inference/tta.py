@@ -104,7 +104,8 @@ def tta_transforms(name: Union[str, Sequence[Transform]], spatial_dims: int = 2)
     if spatial_dims != 3:
         raise ValueError(f"`transforms={name!r}` needs 3D inputs (spatial_dims=3), got spatial_dims={spatial_dims}")
     if name == "flip3d":
-        return [Transform(tuple(a for a, on in zip(range(3), mask) if on)) for mask in itertools.product((0, 1), repeat=3)]
+        masks = itertools.product((0, 1), repeat=3)
+        return [Transform(tuple(a for a, on in zip(range(3), mask) if on)) for mask in masks]
     return [Transform(first + t.flips, t.rot90) for first in ((), (0,)) for t in d4]
 
 

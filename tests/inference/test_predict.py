@@ -111,7 +111,8 @@ def test_predict_cli_nifti_keeps_affine_and_header(tmp_path):
 
     out = tmp_path / "out"
     result = _run("predict", "--model", str(tmp_path / "model3d"), "--input", str(tmp_path / "vols"), "--output",
-                  str(out), "--roi", "16", "--tta", "flip3d", "--save-probabilities", "--device", "cpu", "--no-progress")
+                  str(out), "--roi", "16", "--tta", "flip3d", "--save-probabilities", "--device", "cpu",
+                  "--no-progress")
     assert result.returncode == 0, result.stderr
     written = nibabel.load(str(out / "ct.nii.gz"))
     np.testing.assert_allclose(written.affine, affine)
