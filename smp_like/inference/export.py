@@ -134,7 +134,7 @@ def export_model(
         try:
             import onnxruntime  # noqa: F401
         except ImportError as err:
-            raise ImportError("checking ONNX exports needs onnx and onnxruntime: pip install onnx onnxruntime") from err
+            raise ImportError("ONNX export needs onnx, onnxscript, onnxruntime: pip install smp_like[export]") from err
 
     notes: List[str] = []
     spatial_dims = int(getattr(model, "spatial_dims", 2))

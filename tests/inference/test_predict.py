@@ -192,3 +192,21 @@ def test_usage_errors_exit_2(model_dir, tmp_path):
     result = _run("predict", "--model", str(model_dir), "--input", str(tmp_path), "--output", str(tmp_path),
                   "--classes", "a", "b")
     assert result.returncode == 2 and "class names" in result.stderr
+
+
+def test_multilabel_model_writes_one_mask_per_label(tmp_path):
+    torch.manual_seed(0)
+    model = smp.Unet("resnet18", encoder_weights=None, encoder_depth=3, decoder_channels=(16, 8, 4), classes=2).eval()
+    image = np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "x.png")
+    prep = Preprocessing(mean=MEAN, std=STD, task="multilabel", class_names=["road", "car"], threshold=0.5)
+    report = predict_files(model, [tmp_path / "x.png"], tmp_path / "out", preprocessing=prep, device="cpu",
+                           progress=False, overlay=True)
+    assert report.ok, report.failed
+    x = torch.from_numpy(((image / 255.0 - MEAN) / STD).astype(np.float32).transpose(2, 0, 1).copy())[None]
+    with torch.no_grad():
+        expected = (torch.sigmoid(model(x))[0] > 0.5).numpy()
+    for k, name in enumerate(["road", "car"]):
+        with Image.open(tmp_path / "out" / f"x_{name}.png") as png:
+            assert np.array_equal(np.array(png), expected[k].astype(np.uint8))
+    assert (tmp_path / "out" / "x_overlay.png").is_file()
