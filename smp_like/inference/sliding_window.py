@@ -256,7 +256,6 @@ def sliding_window(
         return window
 
     output: Optional[torch.Tensor] = None
-    weight_sum: Optional[torch.Tensor] = None
     weights: Optional[torch.Tensor] = None
     scale: Tuple[float, ...] = (1.0,) * n_dims
     out_window: Tuple[int, ...] = ()
@@ -283,10 +282,6 @@ def sliding_window(
                 if out_window != roi:
                     weights = F.interpolate(weights, size=out_window, mode="nearest-exact")
                 weights = weights.to(device)
-                # The weight sum is the same for every image of the batch: one channel, built once.
-                weight_sum = torch.zeros((1, 1) + out_size, dtype=dtype, device=device)
-                for origin in itertools.product(*starts):
-                    weight_sum[(slice(None), slice(None)) + _out_region(origin, roi, scale)] += weights
             elif tuple(pred.shape[2:]) != out_window:
                 raise ValueError(
                     f"window outputs changed size from {out_window} to {tuple(pred.shape[2:])}; the model must map "
@@ -301,9 +296,8 @@ def sliding_window(
     finally:
         if owns_bar:
             bar.close()
-    assert output is not None and weight_sum is not None
-    output /= weight_sum
-    del weight_sum
+    assert output is not None and weights is not None
+    _divide_by_weight_sum(output, weights, starts, roi, scale)
     if any(p != s for p, s in zip(padded, spatial)):
         crop = tuple(
             slice(int(round(before * z)), int(round((before + s) * z)))
@@ -311,6 +305,32 @@ def sliding_window(
         )
         output = output[(slice(None), slice(None)) + crop]
     return output
+
+
+def _divide_by_weight_sum(
+    output: torch.Tensor, weights: torch.Tensor, starts: List[List[int]], roi: Sequence[int], scale: Sequence[float]
+) -> None:
+    """Divide ``output`` in place by the sum of the window weights covering each pixel.
+
+    The sum is built one stripe (one window height along the first axis) at a time, never for the whole image: it
+    is the same for every image of the batch, and a full map would cost as much memory as one output channel.
+    Windows are added in grid order, so each pixel's sum is the same float sum as a full map would hold.
+    """
+    out_size = tuple(output.shape[2:])
+    rows = [(_scaled(s, scale[0]), _scaled(s + roi[0], scale[0])) for s in starts[0]]
+    height = max(hi - lo for lo, hi in rows)
+    for top in range(0, out_size[0], height):
+        bottom = min(top + height, out_size[0])
+        stripe = torch.zeros((1, 1, bottom - top) + out_size[1:], dtype=output.dtype, device=output.device)
+        for start, (lo, hi) in zip(starts[0], rows):
+            a, b = max(lo, top), min(hi, bottom)
+            if a >= b:
+                continue
+            part = weights[:, :, a - lo : b - lo]
+            for rest in itertools.product(*starts[1:]):
+                region = _out_region(rest, roi[1:], scale[1:])
+                stripe[(slice(None), slice(None), slice(a - top, b - top)) + region] += part
+        output[:, :, top:bottom] /= stripe
 
 
 def _out_region(origin: Sequence[int], roi: Sequence[int], scale: Sequence[float]) -> Tuple[slice, ...]:
