@@ -48,6 +48,8 @@ setup(
             "onnxruntime",
             "monai>=1.3",  # test-only oracle for sliding-window inference
         ],
+        # `smp-like export --format onnx` writes with torch's exporter (onnxscript) and checks with onnxruntime.
+        "export": ["onnx", "onnxscript", "onnxruntime"],
         "mamba": ["mamba-ssm>=2"],
     },
     entry_points={"console_scripts": ["smp-like=smp_like.cli:main"]},

@@ -29,6 +29,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser = commands.add_parser("demo", help="train a small Unet on synthetic shapes and report IoU")
     demo.add_arguments(demo_parser)
     demo_parser.set_defaults(handler=demo.run_from_args)
+
+    from smp_like.inference import cli_predict
+
+    predict = commands.add_parser("predict", help="segment images, volumes and huge TIFFs with a saved model")
+    cli_predict.add_predict_arguments(predict)
+    predict.set_defaults(handler=cli_predict.run_predict)
+    export = commands.add_parser("export", help="export a saved model to ONNX, TorchScript or an ExportedProgram")
+    cli_predict.add_export_arguments(export)
+    export.set_defaults(handler=cli_predict.run_export)
     return parser
 
 
