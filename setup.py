@@ -12,9 +12,11 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["smp_like", "smp_like.*"]),
-    python_requires=">=3.9",
+    # The true floors, checked by tests/test_min_versions.py: ``X | None`` annotations are evaluated at import
+    # (Python 3.10); torch.compiler.is_exporting is first in torch 2.7 (nn.RMSNorm needs 2.4).
+    python_requires=">=3.10",
     install_requires=[
-        "torch>=2.1",
+        "torch>=2.7",
         "timm>=0.9",
         "huggingface_hub>=0.24",
         "safetensors>=0.4",
@@ -47,6 +49,8 @@ setup(
             "onnxruntime",
             "monai>=1.3",  # test-only oracle for sliding-window inference
         ],
+        # `smp-like export --format onnx` writes with torch's exporter (onnxscript) and checks with onnxruntime.
+        "export": ["onnx", "onnxscript", "onnxruntime"],
         "mamba": ["mamba-ssm>=2"],
     },
     entry_points={"console_scripts": ["smp-like=smp_like.cli:main"]},

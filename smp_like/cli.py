@@ -1,5 +1,5 @@
 """``smp-like`` command line: ``demo`` (train a small Unet on synthetic shapes), ``train`` / ``test`` (the config-driven
-pipeline on your own data) and ``download`` (fill the cache)."""
+pipeline on your own data), ``predict`` / ``export`` (a saved model) and ``download`` (fill the cache)."""
 
 import argparse
 import sys
@@ -39,6 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
     test_parser = commands.add_parser("test", help="score a trained run on its test split (CSV/JSON + mask PNGs)")
     training_commands.add_test_arguments(test_parser)
     test_parser.set_defaults(handler=training_commands.run_test)
+
+    from smp_like.inference import cli_predict
+
+    predict = commands.add_parser("predict", help="segment images, volumes and huge TIFFs with a saved model")
+    cli_predict.add_predict_arguments(predict)
+    predict.set_defaults(handler=cli_predict.run_predict)
+    export = commands.add_parser("export", help="export a saved model to ONNX, TorchScript or an ExportedProgram")
+    cli_predict.add_export_arguments(export)
+    export.set_defaults(handler=cli_predict.run_export)
     return parser
 
 

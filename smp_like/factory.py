@@ -1,33 +1,14 @@
-"""``create_model`` and ``from_pretrained``: build or load any architecture by name."""
+"""``create_model`` and ``from_pretrained``: build or load any architecture by name (through the registry)."""
 
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch.nn as nn
 
+from smp_like.base.hub import HubMixin
+from smp_like.base.registry import get_model_class
 
-def _registry() -> dict:
-    import smp_like.decoders  # noqa: F401  (importing registers every architecture)
-    import smp_like.generative.autoencoder  # noqa: F401  (AE, VAE)
-    import smp_like.generative.diffusion.latent  # noqa: F401  (LDPM, LDIM; imports DDPM, DDIM)
-    import smp_like.generative.diffusion.supervised  # noqa: F401  (SDPM, SDIM)
-    import smp_like.generative.hierarchical_autoencoder  # noqa: F401  (HAE)
-    from smp_like.base.model import MODEL_REGISTRY
-
-    return MODEL_REGISTRY
-
-
-def get_model_class(arch: str) -> type:
-    """The architecture class called ``arch`` (case-insensitive).
-
-    Raises:
-        ValueError: for an unknown name, listing the valid ones.
-    """
-    registry = _registry()
-    if not isinstance(arch, str) or arch.lower() not in registry:
-        names = sorted(cls.__name__ for cls in registry.values())
-        raise ValueError(f"Unknown architecture {arch!r}; valid names (case-insensitive): {names}")
-    return registry[arch.lower()]
+__all__ = ["create_model", "from_pretrained", "get_model_class"]
 
 
 class _Unset:
@@ -68,8 +49,6 @@ def create_model(
 def from_pretrained(pretrained_model_name_or_path: Union[str, Path], **kwargs: Any) -> nn.Module:
     """Load any saved model (folder or Hub repository), dispatching on the class recorded in its config.
 
-    Keyword arguments are those of ``SegmentationModel.from_pretrained`` (revision, token, strict, ...).
+    Keyword arguments are those of ``HubMixin.from_pretrained`` (revision, token, strict, ...).
     """
-    from smp_like.base.model import SegmentationModel
-
-    return SegmentationModel.from_pretrained(pretrained_model_name_or_path, **kwargs)
+    return HubMixin.from_pretrained(pretrained_model_name_or_path, **kwargs)

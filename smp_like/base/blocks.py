@@ -28,7 +28,7 @@ from smp_like.base import nd
 from smp_like.base.attention import ATTENTIONS, make_attention
 from smp_like.base.checks import check_positive_int
 from smp_like.base.embedding import EmbeddingInjection, check_injection_mode
-from smp_like.base.norms import NORMALIZATIONS, make_activation, make_norm_layer
+from smp_like.base.norms import NORMALIZATIONS, canonical_norm, make_activation, make_norm_layer
 
 __all__ = [
     "ATTENTIONS",
@@ -133,6 +133,7 @@ class ConvBlock(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.spatial_dims, self.order = spatial_dims, order
 
+        norm = canonical_norm(norm)  # SMP's names ("batchnorm", "identity", ...) are aliases
         conv_position = order.index("c")
         # The bias is redundant when a norm directly follows the conv (it re-centres anyway).
         norm_follows = norm is not None and order[conv_position + 1 : conv_position + 2] == "n"
@@ -179,11 +180,11 @@ class ConvBlock(nn.Module):
         check_injection_mode(mode)
         self.injection = EmbeddingInjection(self.out_channels, embedding_dim, mode)
 
-    def forward(self, x: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, time_emb: torch.Tensor | None = None) -> torch.Tensor:
         for letter in self._sequence:
             x = self.layers[letter](x)
             if letter == self._inject_after and self.injection is not None:
-                x = self.injection(x, embedding)
+                x = self.injection(x, time_emb)
         return x
 
 
@@ -197,13 +198,13 @@ class ConvBuildingBlock(nn.Module):
         for block in self.blocks:
             block.enable_time_embedding(embedding_dim, mode)
 
-    def _run(self, x: torch.Tensor, embedding: torch.Tensor | None) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, time_emb: torch.Tensor | None) -> torch.Tensor:
         for block in self.blocks:
-            x = block(x, embedding)
+            x = block(x, time_emb)
         return x
 
-    def forward(self, x: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
-        return self._run(x, embedding)
+    def forward(self, x: torch.Tensor, time_emb: torch.Tensor | None = None) -> torch.Tensor:
+        return self._run(x, time_emb)
 
 
 class SingleConv(ConvBuildingBlock):
@@ -248,8 +249,8 @@ class ResConv(ConvBuildingBlock):
         else:
             self.shortcut = nn.Identity()
 
-    def forward(self, x: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
-        return self._run(x, embedding) + self.shortcut(x)
+    def forward(self, x: torch.Tensor, time_emb: torch.Tensor | None = None) -> torch.Tensor:
+        return self._run(x, time_emb) + self.shortcut(x)
 
 
 _BLOCK_CLASSES = {"conv": SingleConv, "double_conv": DoubleConv, "res_conv": ResConv}

@@ -1,7 +1,16 @@
 """Argument checks shared by constructors: one wording for the same mistake everywhere."""
-from typing import Any
+from typing import Any, Callable, List, Sequence, Tuple
 
-__all__ = ["check_positive_int"]
+import torch
+
+__all__ = [
+    "check_choice",
+    "check_image_batch",
+    "check_per_axis",
+    "check_per_stage",
+    "check_positive_int",
+    "check_probability",
+]
 
 
 def check_positive_int(name: str, value: Any, allow_none: bool = False) -> Any:
@@ -15,3 +24,78 @@ def check_positive_int(name: str, value: Any, allow_none: bool = False) -> Any:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"`{name}` must be a positive int{' or None' if allow_none else ''}, got {value!r}")
     return value
+
+
+def check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
+    """Return ``value`` if it is one of ``choices``.
+
+    Raises:
+        ValueError: ``\\`name\\` must be one of (...), got value`` otherwise.
+    """
+    if value not in tuple(choices):
+        raise ValueError(f"`{name}` must be one of {tuple(choices)}, got {value!r}")
+    return value
+
+
+def check_probability(name: str, value: Any) -> float:
+    """Return ``value`` as a float if it lies in [0, 1) (a dropout or drop-path rate).
+
+    Raises:
+        ValueError: naming the argument and the value otherwise.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"`{name}` must be a float in [0, 1), got {value!r}")
+    return float(value)
+
+
+def check_per_axis(name: str, value: Any, spatial_dims: int) -> Tuple[int, ...]:
+    """One positive int per spatial axis: an int is repeated, a sequence must have ``spatial_dims`` entries.
+
+    Raises:
+        ValueError: naming the argument and the value otherwise.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value,) * spatial_dims
+    if not isinstance(value, (tuple, list)) or len(value) != spatial_dims:
+        raise ValueError(f"`{name}` must be a positive int or {spatial_dims} positive ints, got {value!r}")
+    for v in value:
+        check_positive_int(name, v)
+    return tuple(int(v) for v in value)
+
+
+def check_per_stage(name: str, value: Any, count: int, check: Callable[[str, Any], Any]) -> List[Any]:
+    """One checked value per stage: a scalar is repeated, a sequence gives its first ``count`` entries.
+
+    Raises:
+        ValueError: for a sequence shorter than ``count``, or whatever ``check`` raises for an entry.
+    """
+    if isinstance(value, (list, tuple)):
+        if len(value) < count:
+            raise ValueError(
+                f"`{name}` needs at least {count} entries (one per stage) for this depth, got {value!r}"
+            )
+        return [check(name, v) for v in value[:count]]
+    return [check(name, value)] * count
+
+
+def check_image_batch(x: Any, spatial_dims: int, in_channels: int) -> None:
+    """Validate a channels-first batch: a tensor of rank ``spatial_dims + 2`` with ``in_channels`` channels.
+
+    Shared by every model's input check, so the messages are the same everywhere.
+
+    Raises:
+        TypeError: if ``x`` is not a tensor.
+        ValueError: naming the expected rank (and layout) or channel count.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
+    layout = "(N, C, H, W)" if spatial_dims == 2 else "(N, C, D, H, W)"
+    if x.dim() != spatial_dims + 2:
+        raise ValueError(
+            f"input must have {spatial_dims + 2} dims {layout} for a model with spatial_dims={spatial_dims}, "
+            f"got shape {tuple(x.shape)}"
+        )
+    if x.shape[1] != in_channels:
+        raise ValueError(
+            f"input must have {in_channels} channels (in_channels={in_channels}), got shape {tuple(x.shape)}"
+        )

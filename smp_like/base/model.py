@@ -1,45 +1,48 @@
 """SegmentationModel: encoder -> decoder -> segmentation head (+ optional classification head)."""
 
 import contextlib
-import functools
-import inspect
 from fractions import Fraction
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from smp_like.base.checks import check_image_batch
 from smp_like.base.hub import HubMixin
 from smp_like.base.initialization import initialize_decoder, initialize_head
-from smp_like.base.time_conditioning import attach_time_embedding, set_decoder_embedding
+from smp_like.base.registry import MODEL_REGISTRY, classes_with
 from smp_like.base.strides import PAD_MODES, crop_to_shape, pad_to_size, pad_to_stride, padded_size
+from smp_like.base.time_conditioning import attach_time_embedding, decoder_time_scope
 
-# Registered model classes by lower-cased name, for create_model / from_pretrained dispatch.
-MODEL_REGISTRY: Dict[str, type] = {}
+__all__ = ["MODEL_REGISTRY", "SegmentationModel", "check_image_batch"]
 
 
-def check_image_batch(x: Any, spatial_dims: int, in_channels: int) -> None:
-    """Validate a channels-first batch: a tensor of rank ``spatial_dims + 2`` with ``in_channels`` channels.
+def _store_divisibility_declaration(cls: type) -> None:
+    """Move a subclass's SMP-style ``requires_divisible_input_shape = <bool>`` class attribute to
+    ``decoder_needs_divisible_input``, so the instance property keeps SMP's meaning (see SegmentationModel)."""
+    declared = cls.__dict__.get("requires_divisible_input_shape")
+    if isinstance(declared, bool):
+        delattr(cls, "requires_divisible_input_shape")
+        cls.decoder_needs_divisible_input = declared
 
-    Shared by every model's input check, so the messages are the same everywhere.
 
-    Raises:
-        TypeError: if ``x`` is not a tensor.
-        ValueError: naming the expected rank (and layout) or channel count.
+class _DivisibleInputFlag:
+    """SMP's ``requires_divisible_input_shape``: whether ``forward`` raises on spatial sizes not divisible by
+    ``input_stride``.
+
+    On an instance: True only for an architecture that needs divisible sizes with ``input_padding=None``; while
+    padding is on, any size is accepted, so False. On the class (no padding setting to consult): whether the
+    architecture needs divisible sizes, as SMP's class attribute says. Assigning it declares that need.
     """
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
-    layout = "(N, C, H, W)" if spatial_dims == 2 else "(N, C, D, H, W)"
-    if x.dim() != spatial_dims + 2:
-        raise ValueError(
-            f"input must have {spatial_dims + 2} dims {layout} for a model with spatial_dims={spatial_dims}, "
-            f"got shape {tuple(x.shape)}"
-        )
-    if x.shape[1] != in_channels:
-        raise ValueError(
-            f"input must have {in_channels} channels (in_channels={in_channels}), got shape {tuple(x.shape)}"
-        )
+
+    def __get__(self, model: Any, owner: type) -> bool:
+        if model is None:
+            return bool(owner.decoder_needs_divisible_input)
+        return bool(model.decoder_needs_divisible_input and model.input_padding is None)
+
+    def __set__(self, model: Any, value: bool) -> None:
+        model.decoder_needs_divisible_input = bool(value)
 
 
 class SegmentationModel(nn.Module, HubMixin):
@@ -49,25 +52,31 @@ class SegmentationModel(nn.Module, HubMixin):
     ``self.classification_head`` (None without ``aux_params``) and call ``self.initialize()``. The constructor
     arguments of the concrete class are recorded automatically for ``save_pretrained`` / ``from_pretrained``.
 
-    Input sizes: an architecture whose decoder needs sizes divisible by its stride sets
-    ``requires_divisible_input_shape = True``. Such a model pads the input at its end to a multiple of
-    ``input_stride`` inside ``forward`` and crops the mask back (``input_padding`` = an ``F.pad`` mode, default
-    ``"constant"``); with ``input_padding=None`` it raises SMP's error instead, naming the size to pad to.
+    Input sizes: an architecture whose decoder needs sizes divisible by its stride declares it, SMP's way, with
+    the class attribute ``requires_divisible_input_shape = True`` (stored as ``decoder_needs_divisible_input``).
+    Such a model pads the input at its end to a multiple of ``input_stride`` inside ``forward`` and crops the
+    mask back (``input_padding`` = an ``F.pad`` mode, default ``"constant"``); with ``input_padding=None`` it
+    raises SMP's error instead, naming the size to pad to. On an instance, ``requires_divisible_input_shape``
+    keeps SMP's meaning, "forward raises on sizes not divisible by the stride": False while padding is on.
     """
 
-    requires_divisible_input_shape: bool = True
+    _abstract_model = True  # not itself registered; SegmentationModel.from_pretrained loads any saved class
+    decoder_needs_divisible_input: bool = True
+    # SMP's flag: whether forward raises on sizes not divisible by input_stride (False while padding is on).
+    requires_divisible_input_shape = _DivisibleInputFlag()
     # Python-side bookkeeping that TorchScript need not (and cannot) compile; see __prepare_scriptable__.
     __jit_unused_properties__ = [
-        "input_stride", "pads_input", "output_stride", "spatial_dims", "mask_scale", "min_input_size"
+        "input_stride", "pads_input", "output_stride", "spatial_dims", "mask_scale", "min_input_size",
+        "requires_divisible_input_shape",
     ]
     # Decoders that resize every feature to its skip's size work with per-axis encoder strides (e.g. (1, 2, 2)).
     supports_anisotropic_strides: bool = False
     input_padding: Optional[str] = "constant"
     # Whether ``time_embedding_dim`` can turn the architecture into a diffusion eps-model (see
-    # base/time_conditioning.py); the decoder must also name its ``time_injection_points``.
-    supports_time_embedding: bool = True
-    # Set by attach_time_embedding when the decoder takes the time vector as an argument (no hooks).
-    _decoder_takes_time: bool = False
+    # base/time_conditioning.py); the decoder must also name its ``time_injection_points`` or have blocks that take
+    # the vector (``blocks_take_time_embedding``). Encoders say whether their own blocks take it with
+    # ``supports_time_embedding``.
+    accepts_time_embedding: bool = True
     _model_config: Dict[str, Any]
     # Set by __prepare_scriptable__ (the annotations give TorchScript their types, even for empty lists).
     _scripted_pad_stride: List[int]
@@ -77,50 +86,37 @@ class SegmentationModel(nn.Module, HubMixin):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "__init__" not in cls.__dict__:
+        _store_divisibility_declaration(cls)
+
+    def _post_init(self) -> None:
+        """Runs after the outermost constructor (see HubMixin): check the encoder's strides fit the decoder."""
+        self._check_anisotropic_strides()
+
+    def enable_time_embedding(self, time_embedding_dim: Optional[int], time_injection: str = "gate_bias") -> None:
+        """Make the model a time-conditioned network (a diffusion eps-model); every architecture's constructor
+        calls this last with its ``time_embedding_dim`` / ``time_injection`` arguments.
+
+        With ``time_embedding_dim=None`` nothing changes (``time_injection`` must then stay at its default).
+        Otherwise the model gets a time MLP and injections in its decoder (and encoder) blocks, see
+        :func:`~smp_like.base.time_conditioning.attach_time_embedding`; for a decoder whose injections are forward
+        hooks, one dry forward pass at the smallest accepted input measures the blocks' output widths.
+
+        Raises:
+            ValueError: for ``time_injection`` without ``time_embedding_dim``, a bad mode or width, or an
+                architecture that cannot take a time embedding.
+        """
+        if time_embedding_dim is None:
+            if time_injection != "gate_bias":
+                raise ValueError("`time_injection` needs `time_embedding_dim` (the width of the time embedding)")
             return
-        MODEL_REGISTRY[cls.__name__.lower()] = cls
-        original_init = cls.__dict__["__init__"]
-        signature = inspect.signature(original_init)
-
-        @functools.wraps(original_init)
-        def init_and_record(self: "SegmentationModel", *args: Any, **kw: Any) -> None:
-            most_derived = type(self) is cls
-            time_options = {}
-            if most_derived:
-                # Every architecture takes these two (base/time_conditioning.py), whatever its own signature.
-                for name in ("time_embedding_dim", "time_injection"):
-                    if name in kw:
-                        time_options[name] = kw.pop(name)
-            original_init(self, *args, **kw)
-            if most_derived:  # only the most derived class records its arguments
-                self._check_anisotropic_strides()
-                if time_options.get("time_embedding_dim") is not None:
-                    attach_time_embedding(
-                        self, time_options["time_embedding_dim"], time_options.get("time_injection", "gate_bias")
-                    )
-                elif time_options.get("time_injection", "gate_bias") != "gate_bias":
-                    raise ValueError("`time_injection` needs `time_embedding_dim` (the width of the time embedding)")
-                bound = signature.bind(self, *args, **kw)
-                bound.apply_defaults()
-                config = {}
-                for name, value in list(bound.arguments.items())[1:]:
-                    if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
-                        config.update(value)
-                    else:
-                        config[name] = value
-                config.update(time_options)
-                self._model_config = config
-
-        cls.__init__ = init_and_record  # type: ignore[method-assign]
+        self._check_anisotropic_strides()
+        attach_time_embedding(self, time_embedding_dim, time_injection)
 
     def _check_anisotropic_strides(self) -> None:
         encoder = getattr(self, "encoder", None)
         reductions = getattr(encoder, "reductions", ())
         if not self.supports_anisotropic_strides and any(isinstance(r, tuple) for r in reductions):
-            capable = sorted(
-                c.__name__ for c in MODEL_REGISTRY.values() if getattr(c, "supports_anisotropic_strides", False)
-            )
+            capable = classes_with("supports_anisotropic_strides")
             raise ValueError(
                 f"{type(self).__name__} needs the same encoder stride on every axis, but the encoder was built with "
                 f"anisotropic `strides` (reductions {reductions}); architectures that accept them: {capable}"
@@ -149,7 +145,7 @@ class SegmentationModel(nn.Module, HubMixin):
 
     @property
     def pads_input(self) -> bool:
-        return self.requires_divisible_input_shape and self.input_padding is not None
+        return self.decoder_needs_divisible_input and self.input_padding is not None
 
     @property
     def output_stride(self) -> Union[int, Tuple[int, ...]]:
@@ -169,7 +165,7 @@ class SegmentationModel(nn.Module, HubMixin):
             ValueError: naming what is wrong and, for sizes, the size to pad to.
         """
         check_image_batch(x, self.spatial_dims, self.encoder.in_channels)
-        if self.requires_divisible_input_shape and self.input_padding is None:
+        if self.requires_divisible_input_shape:
             stride = self.input_stride
             sizes = tuple(x.shape[2:])
             per_axis = (stride,) * len(sizes) if isinstance(stride, int) else tuple(stride)
@@ -283,49 +279,57 @@ class SegmentationModel(nn.Module, HubMixin):
         return vector.to(x.dtype)
 
     @torch.jit.unused
-    def _encode(self, x: torch.Tensor, vector: Optional[torch.Tensor]) -> Any:
+    def _encode(self, x: torch.Tensor, time_emb: Optional[torch.Tensor]) -> Any:
         """Run the encoder, giving it the time vector when it takes one (time-aware encoders)."""
-        if vector is not None and getattr(self.encoder, "supports_time_embedding", False):
-            return self.encoder(x, vector)
+        if time_emb is not None and getattr(self.encoder, "supports_time_embedding", False):
+            return self.encoder(x, time_emb)
         return self.encoder(x)
 
     @torch.jit.unused
-    def _decode(self, features: Any, vector: Optional[torch.Tensor], stages: bool = False) -> Any:
-        """``decoder(features)`` (or ``decoder.forward_stages``), with the time vector as an argument for decoders
-        that take it themselves."""
+    def _decode(self, features: Any, time_emb: Optional[torch.Tensor], stages: bool = False) -> Any:
+        """``decoder(features)`` (or ``decoder.forward_stages``) for this call's time vector: as an argument for a
+        decoder whose blocks take it, else seen by the injection hooks for the duration of this call only."""
         run = self.decoder.forward_stages if stages else self.decoder
-        if vector is not None and self._decoder_takes_time:
-            return run(features, vector)
-        return run(features)
+        if time_emb is None:
+            return run(features)
+        if getattr(self.decoder, "time_embedding_enabled", False):
+            return run(features, time_emb)
+        with self._decoder_time(time_emb):
+            return run(features)
 
     @torch.jit.unused
-    @contextlib.contextmanager
-    def _decoder_time(self, vector: Optional[torch.Tensor]) -> Iterator[None]:
-        """While decoding, the decoder's injection hooks see ``vector``; cleared after, even on error, so no graph
-        (or stale embedding) stays alive between calls."""
-        if vector is None:
-            yield
-            return
-        set_decoder_embedding(self.time_injections, vector)
-        try:
-            yield
-        finally:
-            set_decoder_embedding(self.time_injections, None)
+    def _decoder_time(self, time_emb: Optional[torch.Tensor]) -> Any:
+        """A context in which the decoder's injection hooks see ``time_emb``, for this call (and thread) only."""
+        if time_emb is None or self._modules.get("time_injections") is None:
+            return contextlib.nullcontext()
+        return decoder_time_scope(self.time_injections, time_emb)
+
+    @torch.jit.unused
+    def _returns_side_outputs(self) -> bool:
+        """Whether ``forward`` returns ``(main, side outputs)`` (deep supervision in training mode; see
+        :class:`~smp_like.base.deep_supervision.DeepSupervisionMixin`). False here."""
+        return False
 
     @torch.jit.unused
     def _forward_eager(
         self, x: torch.Tensor, timesteps: Optional[torch.Tensor] = None, embedding: Optional[torch.Tensor] = None
     ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
         self.check_input_shape(x)
-        vector = self._time_vector(x, timesteps, embedding)
+        time_emb = self._time_vector(x, timesteps, embedding)
         padded, spatial = self._pad_input(x)
-        features = self._encode(padded, vector)
-        with self._decoder_time(vector):
-            masks = self.segmentation_head(self._decode(features, vector))
-        masks = self._crop_mask(masks, padded, spatial)
+        features = self._encode(padded, time_emb)
+        sides = self._returns_side_outputs()
+        if sides:
+            decoded, stages = self._decode(features, time_emb, stages=True)
+        else:
+            decoded = self._decode(features, time_emb)
+        masks = self._crop_mask(self.segmentation_head(decoded), padded, spatial)
+        main: Any = masks
         if self.classification_head is not None:
-            return masks, self.classification_head(features[-1])
-        return masks
+            main = (masks, self.classification_head(features[-1]))
+        if sides:
+            return main, self.side_outputs(stages, spatial)  # type: ignore[attr-defined]
+        return main
 
     def _pad_input(self, x: torch.Tensor) -> Tuple[torch.Tensor, List[int]]:
         """Pad ``x`` at its end to a multiple of ``input_stride`` and to at least ``min_input_size`` per axis

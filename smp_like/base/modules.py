@@ -124,6 +124,55 @@ class ConvNormReLU(nn.Sequential):
         super().__init__(conv, norm, activation)
 
 
+class Conv2dReLU(ConvNormReLU):
+    """SMP's public 2D conv -> norm -> ReLU block, for users writing their own decoders.
+
+    Same arguments, children (0: conv, 1: norm, 2: ReLU) and ``state_dict`` keys as
+    ``segmentation_models_pytorch.base.modules.Conv2dReLU``; the n-d version is :class:`ConvNormReLU`.
+
+    Args:
+        in_channels, out_channels, kernel_size, padding, stride: as for ``nn.Conv2d``.
+        use_norm: True (batchnorm), False (identity, the conv then has a bias), one of :data:`NORM_TYPES`, or a
+            dict ``{"type": name, **norm_kwargs}``.
+
+    Raises:
+        ValueError: for an unknown ``use_norm``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        padding: int = 0,
+        stride: int = 1,
+        use_norm: Union[bool, str, Dict[str, Any]] = "batchnorm",
+    ):
+        super().__init__(in_channels, out_channels, kernel_size, padding, stride, use_norm, spatial_dims=2)
+
+
+def get_norm_layer(use_norm: Union[bool, str, Dict[str, Any]], out_channels: int) -> nn.Module:
+    """SMP's helper: the 2D norm layer ``use_norm`` names, for ``out_channels`` channels.
+
+    Raises:
+        ValueError: for an unknown ``use_norm`` (see :func:`parse_norm`).
+        ImportError: for ``"inplace"`` without the optional inplace_abn package.
+    """
+    return make_norm(use_norm, out_channels, spatial_dims=2)
+
+
+def __getattr__(name: str) -> Any:
+    # SMP exposes ``InPlaceABN`` (the class, or None when the optional inplace_abn package is absent); resolved
+    # lazily so that importing this module never imports the CUDA extension.
+    if name == "InPlaceABN":
+        try:
+            from inplace_abn import InPlaceABN  # type: ignore[import-not-found]
+        except ImportError:
+            return None
+        return InPlaceABN
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 class SCSEModule(nn.Module):
     """Concurrent spatial and channel squeeze-excitation (Roy et al., 2018, eq. 1-3): x·cSE(x) + x·sSE(x)."""
 

@@ -13,6 +13,9 @@
 ``"layer"``     LayerNorm over the channel axis at every position (ConvNeXt's ``LayerNorm2d``), any spatial size.
 ``"rms"``       RMSNorm (Zhang & Sennrich 2019, eq. 4) over the channel axis at every position.
 
+SMP's names (``decoder_use_norm``) are aliases of the same vocabulary (:data:`NORM_ALIASES`): ``"batchnorm"``,
+``"instancenorm"``, ``"layernorm"`` and ``"identity"`` (no norm).
+
 :func:`make_activation` accepts any ``torch.nn`` activation class name or the name of its ``torch.nn.functional`` function
 (``leaky_relu`` -> ``LeakyReLU``), case-insensitively, with or without underscores (``"relu"``, ``"GELU"``, ``"silu"``, ``"LeakyReLU"``,
 ``"leaky_relu"``).
@@ -28,6 +31,8 @@ from smp_like.base.modules import ChannelLayerNorm
 
 __all__ = [
     "NORMALIZATIONS",
+    "NORM_ALIASES",
+    "canonical_norm",
     "ChannelLayerNorm",
     "ChannelRMSNorm",
     "InstanceNormNd",
@@ -36,6 +41,8 @@ __all__ = [
 ]
 
 NORMALIZATIONS = ("batch", "group", "instance", "layer", "rms")
+# SMP's norm names -> this vocabulary (None: no norm).
+NORM_ALIASES = {"batchnorm": "batch", "identity": None, "layernorm": "layer", "instancenorm": "instance"}
 
 
 class ChannelRMSNorm(nn.Module):
@@ -98,6 +105,14 @@ def _check_channels(channels: object) -> int:
     return channels
 
 
+def canonical_norm(norm: str | int | None) -> str | int | None:
+    """An SMP norm name (:data:`NORM_ALIASES`) as this vocabulary names it (``"identity"`` -> None); anything
+    else unchanged."""
+    if isinstance(norm, str) and norm.lower() in NORM_ALIASES:
+        return NORM_ALIASES[norm.lower()]
+    return norm
+
+
 def _largest_divisor_at_most(value: int, limit: int) -> int:
     return max(d for d in range(1, max(1, min(limit, value)) + 1) if value % d == 0)
 
@@ -122,6 +137,7 @@ def make_norm_layer(
     """
     _check_channels(channels)
     nd.check_spatial_dims(spatial_dims, (1, 2, 3))
+    norm = canonical_norm(norm)
     if norm is None:
         return nn.Identity()
     if isinstance(norm, bool):

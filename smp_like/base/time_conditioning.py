@@ -15,16 +15,29 @@ gets
 
 The decoder blocks' output widths are found by one dry run at construction (no parameters are guessed from
 layer types), at the smallest input the model accepts.
+
+The time vector travels with the call: :func:`decoder_time_scope` puts it in a context variable for the duration of
+one forward pass, and the hooks read it from there. A context variable is local to its thread (and to its asyncio
+task), so two threads running the same model at different timesteps never see each other's vectors, and nothing
+of a call outlives it.
 """
+import contextlib
+import contextvars
 import re
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
 from smp_like.base.embedding import EmbeddingInjection, TimeEmbedding, check_injection_mode
+from smp_like.base.registry import classes_with
 
-__all__ = ["DecoderTimeInjection", "attach_time_embedding", "injection_targets", "set_decoder_embedding"]
+__all__ = ["DecoderTimeInjection", "attach_time_embedding", "decoder_time_scope", "injection_targets"]
+
+# id(DecoderTimeInjection) -> the time vector of the forward pass running in this thread / task.
+_CALL_TIME: "contextvars.ContextVar[Optional[Dict[int, torch.Tensor]]]" = contextvars.ContextVar(
+    "smp_like_decoder_time", default=None
+)
 
 
 def _pattern(point: str) -> "re.Pattern[str]":
@@ -40,14 +53,19 @@ def injection_targets(decoder: nn.Module) -> List[Tuple[str, nn.Module]]:
 class DecoderTimeInjection(nn.Module):
     """An :class:`EmbeddingInjection` applied to the output of one decoder module through a forward hook.
 
-    The model sets :attr:`embedding` before running the decoder and clears it after, so the hook needs no extra
-    forward argument from the decoder.
+    The model runs its decoder inside :func:`decoder_time_scope`, so the hook needs no extra forward argument from
+    the decoder and no state on the module: :attr:`embedding` is the vector of the call running in this thread.
     """
 
     def __init__(self, channels: int, embedding_dim: int, mode: str):
         super().__init__()
         self.injection = EmbeddingInjection(channels, embedding_dim, mode)
-        self.embedding: Optional[torch.Tensor] = None
+
+    @property
+    def embedding(self) -> Optional[torch.Tensor]:
+        """The time vector of the forward pass running in this thread (None outside one)."""
+        current = _CALL_TIME.get()
+        return None if current is None else current.get(id(self))
 
     def hook(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
         return self.injection(output, self.embedding)
@@ -67,28 +85,23 @@ def attach_time_embedding(model: nn.Module, embedding_dim: int, mode: str = "gat
         ValueError: for a decoder without ``time_injection_points`` (naming the architectures that have them),
             a bad ``mode`` or ``embedding_dim``.
     """
-    from smp_like.base.model import MODEL_REGISTRY  # the registry lives next to SegmentationModel
-
     check_injection_mode(mode)
     targets = injection_targets(model.decoder)
-    native = bool(getattr(model.decoder, "supports_time_embedding", False))
-    if not (targets or native) or not getattr(model, "supports_time_embedding", False):
-        capable = sorted(
-            c.__name__ for c in MODEL_REGISTRY.values() if getattr(c, "supports_time_embedding", False)
-        )
+    native = bool(getattr(model.decoder, "blocks_take_time_embedding", False))
+    if not (targets or native) or not getattr(model, "accepts_time_embedding", False):
+        capable = classes_with("accepts_time_embedding")
         raise ValueError(
             f"{type(model).__name__} cannot take a time embedding (`time_embedding_dim`): its decoder "
             f"{type(model.decoder).__name__} names no blocks to inject it into; architectures that can: {capable}"
         )
     model.time_embedding = TimeEmbedding(embedding_dim)
     model.time_injections = nn.ModuleList()
-    if getattr(model.encoder, "supports_time_embedding", False):
+    if getattr(model.encoder, "supports_time_embedding", False):  # an encoder whose blocks take the vector
         model.encoder.enable_time_embedding(embedding_dim, mode)
     if native:
         # The decoder's blocks inject the vector inside their bodies (e.g. Unet with swin / vmamba / res_conv
         # blocks): it receives the vector as ``decoder(features, time_emb)``, and no hooks are needed.
         model.decoder.enable_time_embedding(embedding_dim, mode)
-        model._decoder_takes_time = True
         return
 
     # One dry run records the output width of every injection point.
@@ -121,7 +134,12 @@ def attach_time_embedding(model: nn.Module, embedding_dim: int, mode: str = "gat
     model.time_injections = nn.ModuleList(injections)
 
 
-def set_decoder_embedding(injections: Sequence[DecoderTimeInjection], embedding: Optional[torch.Tensor]) -> None:
-    """Point every decoder injection at ``embedding`` (None to clear)."""
-    for injection in injections:
-        injection.embedding = embedding
+@contextlib.contextmanager
+def decoder_time_scope(injections: Sequence[DecoderTimeInjection], embedding: torch.Tensor) -> Iterator[None]:
+    """While the block runs (in this thread / task), every injection of ``injections`` reads ``embedding``."""
+    current = _CALL_TIME.get() or {}
+    token = _CALL_TIME.set({**current, **{id(injection): embedding for injection in injections}})
+    try:
+        yield
+    finally:
+        _CALL_TIME.reset(token)

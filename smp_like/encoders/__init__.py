@@ -7,6 +7,7 @@ adding an entry by assignment (the SMP way) or with :func:`register_encoder` mak
 
 import difflib
 import functools
+import inspect
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -15,7 +16,7 @@ import torch.nn as nn
 from smp_like.encoders._base import EncoderMixin
 from smp_like.encoders._utils import inflate_state_dict
 from smp_like.encoders._weights import WeightsDownloadError, fetch_weights_file, read_state_dict
-from smp_like.encoders.deprecated import resolve_encoder_name
+from smp_like.encoders.deprecated import is_deprecated_name, resolve_encoder_name
 from smp_like.encoders.densenet import densenet_encoders
 from smp_like.encoders.dpn import dpn_encoders
 from smp_like.encoders.efficientnet import efficientnet_encoders
@@ -32,6 +33,7 @@ from smp_like.encoders.resnet import resnet_encoders
 from smp_like.encoders.senet import senet_encoders
 from smp_like.encoders.timm_efficientnet import timm_efficientnet_encoders
 from smp_like.encoders.timm_sknet import timm_sknet_encoders
+from smp_like.encoders.timm_vit import TimmViTPyramidEncoder  # noqa: F401  (serves plain-ViT `tu-` names)
 from smp_like.encoders.vgg import vgg_encoders
 from smp_like.encoders.xception import xception_encoders
 
@@ -46,6 +48,11 @@ __all__ = [
     "get_preprocessing_fn",
     "download_weights",
     "UnknownEncoderError",
+    "TimmUniversalEncoder",
+    "TimmViTEncoder",
+    "preprocess_input",
+    "efficient_net_encoders",
+    "is_equivalent_to_timm_universal",
 ]
 
 TIMM_PREFIX = "tu-"
@@ -156,6 +163,51 @@ def _encoders_supporting(spatial_dims: int) -> List[str]:
     return sorted(n for n, e in encoders.items() if spatial_dims in tuple(e.get("spatial_dims", (2,))))
 
 
+_NO_VALUE: Any = object()
+
+
+def _weights_alias(weights: Any, kwargs: Dict[str, Any]) -> Any:
+    """``weights``, or SMP's model-level spelling ``encoder_weights`` (popped from ``kwargs``).
+
+    Raises:
+        ValueError: if both are given with different values.
+    """
+    alias = kwargs.pop("encoder_weights", _NO_VALUE)
+    if alias is _NO_VALUE:
+        return weights
+    if weights is not None and weights != alias:
+        raise ValueError(
+            f"get_encoder got `weights`={weights!r} and its alias `encoder_weights`={alias!r}; give only one of them"
+        )
+    return alias
+
+
+def _refuse_unknown_arguments(name: str, encoder_class: type, kwargs: Dict[str, Any]) -> None:
+    """Refuse keyword arguments the encoder class does not take (SMP drops them silently; we name them).
+
+    Raises:
+        TypeError: naming the unknown arguments and the accepted ones.
+    """
+    if not kwargs:
+        return
+    try:
+        parameters = inspect.signature(encoder_class.__init__).parameters
+    except (TypeError, ValueError):  # a builtin-like __init__: let the class itself decide
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    accepted = sorted(
+        n for n, p in parameters.items() if n != "self" and p.kind is not inspect.Parameter.VAR_POSITIONAL
+    )
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise TypeError(
+            f"get_encoder({name!r}) got unexpected keyword argument(s) {unknown}; {encoder_class.__name__} accepts "
+            f"{accepted} (plus get_encoder's own: in_channels, depth, weights/encoder_weights, output_stride, "
+            "spatial_dims)"
+        )
+
+
 def get_encoder(
     name: str,
     in_channels: int = 3,
@@ -174,21 +226,27 @@ def get_encoder(
         weights: pretrained tag (e.g. ``"imagenet"``) or None for random weights.
         output_stride: 32, or 16 / 8 to replace the last strides by dilation.
         spatial_dims: 2 for images, 3 for volumes (2D weights are inflated to 3D).
-        **kwargs: extra constructor arguments for the encoder class.
+        **kwargs: extra constructor arguments for the encoder class (for ``tu-`` encoders: for
+            ``timm.create_model``). ``encoder_weights`` is accepted as an alias of ``weights`` (SMP's model-level
+            spelling); any other argument the encoder class does not take is refused.
 
     Returns:
         An ``nn.Module`` with :class:`EncoderMixin`.
 
     Raises:
-        ValueError: unknown name or weights tag, unsupported spatial_dims or output_stride.
+        ValueError: unknown name or weights tag, unsupported spatial_dims or output_stride, or ``weights`` and
+            ``encoder_weights`` given with different values.
+        TypeError: an argument the encoder class does not accept (named, with the valid ones).
         WeightsDownloadError: when pretrained weights cannot be fetched.
     """
+    weights = _weights_alias(weights, kwargs)
     if output_stride not in (8, 16, 32):
         raise ValueError(f"`output_stride` must be one of (8, 16, 32), got {output_stride!r}")
     name = resolve_encoder_name(name, encoders)  # SMP's deprecated timm-* names -> tu-*
     if isinstance(name, str) and name.startswith(TIMM_PREFIX):
-        from smp_like.encoders.timm_universal import TimmUniversalEncoder
+        from smp_like.encoders.timm_universal import TimmUniversalEncoder, warn_tag_for_timm_encoder
 
+        warn_tag_for_timm_encoder(name, weights)
         return TimmUniversalEncoder(
             name[len(TIMM_PREFIX) :],
             pretrained=weights,
@@ -212,6 +270,7 @@ def get_encoder(
     params.update(depth=depth)
     if spatial_dims != 2:
         params.update(spatial_dims=spatial_dims)
+    _refuse_unknown_arguments(name, entry["encoder"], kwargs)
     params.update(kwargs)
     encoder = entry["encoder"](**params)
 
@@ -284,3 +343,35 @@ def preprocess_input(
 def get_preprocessing_fn(encoder_name: str, pretrained: str = "imagenet") -> Callable[[np.ndarray], np.ndarray]:
     """A function that normalises channels-last images for ``encoder_name`` / ``pretrained``."""
     return functools.partial(preprocess_input, **get_preprocessing_params(encoder_name, pretrained))
+
+
+# --- SMP 0.6 names kept for code written against segmentation_models_pytorch.encoders ---------------------------
+
+efficient_net_encoders = efficientnet_encoders  # SMP's spelling of the same table
+
+
+def is_equivalent_to_timm_universal(name: str) -> bool:
+    """SMP's test: whether ``name`` is a deprecated ``timm-*`` encoder served by a ``tu-`` timm model."""
+    return is_deprecated_name(name)
+
+
+# The timm-backed classes are resolved on first access (PEP 562), as SMP exposes them here; their modules import
+# timm only when an encoder is built, but loading them lazily keeps `import smp_like.encoders` minimal.
+_LAZY_ATTRS = {
+    "TimmUniversalEncoder": ("smp_like.encoders.timm_universal", "TimmUniversalEncoder"),
+    "TimmViTEncoder": ("smp_like.encoders.timm_vit", "TimmViTEncoder"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _LAZY_ATTRS:
+        module_name, attr = _LAZY_ATTRS[name]
+        value = getattr(importlib.import_module(module_name), attr)
+    elif name in ("timm_universal", "timm_vit"):
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value

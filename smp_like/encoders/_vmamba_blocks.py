@@ -403,13 +403,13 @@ class VSSBlock(nn.Module):
         block."""
         self.injection = EmbeddingInjection(self.channels, embedding_dim, check_injection_mode(mode))
 
-    def forward(self, x: torch.Tensor, embedding: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
         h = x
         for norm, mixer in zip(self.norms, self.mixers):
             h = mixer(norm(h))
         x = x + self.drop_path(h)
         if self.injection is not None:
-            x = self.injection(x, embedding, channel_dim=-1)
+            x = self.injection(x, time_emb, channel_dim=-1)
         if self.mlp is not None:
             x = x + self.drop_path(self.mlp(self.mlp_norm(x)))
         return x
@@ -507,25 +507,25 @@ class VMambaStage(nn.Module):
     def takes_embedding(self) -> bool:
         return any(b.injection is not None for b in self.blocks)
 
-    def forward_tokens(self, x: torch.Tensor, embedding: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward_tokens(self, x: torch.Tensor, time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The blocks on channels-last tokens (N, *spatial, C)."""
         for block in self.blocks:
-            x = block(x, embedding)
+            x = block(x, time_emb)
         return x
 
-    def forward(self, x: torch.Tensor, embedding: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
         if x.dim() != self.spatial_dims + 2 or x.shape[1] != self.channels:
             raise ValueError(
                 f"VMambaStage expects (N, {self.channels}, *{self.spatial_dims} spatial sizes), "
                 f"got {tuple(x.shape)}"
             )
-        if embedding is not None and not self.takes_embedding:
+        if time_emb is not None and not self.takes_embedding:
             raise ValueError(
                 "this VMambaStage takes no embedding: build it with time_embedding_dim=... first"
             )
         if not self.blocks:
             return x
-        return _channels_first(self.forward_tokens(_channels_last(x), embedding))
+        return _channels_first(self.forward_tokens(_channels_last(x), time_emb))
 
 
 def block_kwargs_of(kwargs: dict) -> Tuple[dict, dict]:

@@ -15,6 +15,7 @@ import torch.nn as nn
 from smp_like.base import nd
 from smp_like.encoders._base import EncoderMixin
 from smp_like.encoders._utils import as_conv_stride, normalize_stage_strides
+from smp_like.encoders._normalization import IMAGENET_SETTINGS
 
 
 class DenseLayer(nn.Module):
@@ -195,12 +196,7 @@ class DenseNetEncoder(nn.Module, EncoderMixin):
         return features
 
 
-_IMAGENET = {
-    "mean": [0.485, 0.456, 0.406],
-    "std": [0.229, 0.224, 0.225],
-    "input_space": "RGB",
-    "input_range": [0, 1],
-}
+_IMAGENET = IMAGENET_SETTINGS
 
 # Hub repositories and pinned revisions of the weights SMP publishes (smp-hub/<name>.imagenet).
 _REVISIONS = {

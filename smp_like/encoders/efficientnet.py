@@ -32,6 +32,7 @@ from smp_like.encoders._efficientnet_blocks import (
     round_repeats,
 )
 from smp_like.encoders._utils import normalize_stage_strides
+from smp_like.encoders._normalization import IMAGENET_MEAN, IMAGENET_STD
 
 # The port's batch-norm settings (TensorFlow's momentum 0.99 is PyTorch's 0.01).
 _BN_EPS = 1e-3
@@ -335,7 +336,7 @@ class EfficientNetEncoder(nn.Module, EncoderMixin):
 
 
 _HALF = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
-_IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+_IMAGENET = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
 # ImageNet weights expect ImageNet normalisation; AdvProp weights (Xie et al. 2020) expect [-1, 1] inputs.
 _NORMALISATION = {"imagenet": _IMAGENET, "advprop": _HALF}
 

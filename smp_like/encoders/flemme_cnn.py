@@ -54,10 +54,10 @@ class _Level(nn.Module):
         self.down = down if down is not None else nn.Identity()
         self.blocks = nn.ModuleList(blocks)
 
-    def forward(self, x: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, time_emb: torch.Tensor | None = None) -> torch.Tensor:
         x = self.down(x)
         for block in self.blocks:
-            x = block(x, embedding)
+            x = block(x, time_emb)
         return x
 
 

@@ -9,14 +9,15 @@ docs/transformer_encoders.md.
 
 from typing import Any
 
-from smp_like.encoders._transformer_blocks import SWIN_BUILDING_BLOCKS, FlemmeTransformerEncoder, SwinStage
+from smp_like.encoders.flemme_transformer import FlemmeTransformerEncoder
+from smp_like.encoders.transformer_blocks import SWIN_BUILDING_BLOCKS, SwinStage
 
 __all__ = ["FlemmeSwinEncoder", "SwinStage", "flemme_swin_encoders"]
 
 
 class FlemmeSwinEncoder(FlemmeTransformerEncoder):
     """Hierarchical Swin encoder; arguments as
-    :class:`~smp_like.encoders._transformer_blocks.FlemmeTransformerEncoder` with ``building_block`` one of
+    :class:`~smp_like.encoders.flemme_transformer.FlemmeTransformerEncoder` with ``building_block`` one of
     ``swin`` (default), ``double_swin``, ``res_swin`` and ``abs_pos_embedding=False`` by default."""
 
     _building_blocks = SWIN_BUILDING_BLOCKS

@@ -8,14 +8,15 @@ size and the position embedding is interpolated to the actual token grid. See do
 
 from typing import Any
 
-from smp_like.encoders._transformer_blocks import VIT_BUILDING_BLOCKS, FlemmeTransformerEncoder
+from smp_like.encoders.flemme_transformer import FlemmeTransformerEncoder
+from smp_like.encoders.transformer_blocks import VIT_BUILDING_BLOCKS
 
 __all__ = ["FlemmeViTEncoder", "flemme_vit_encoders"]
 
 
 class FlemmeViTEncoder(FlemmeTransformerEncoder):
-    """Hierarchical ViT encoder; arguments as :class:`~smp_like.encoders._transformer_blocks.FlemmeTransformerEncoder`
-    with ``building_block="vit"`` and ``abs_pos_embedding=True`` by default (``window_size`` is accepted and unused).
+    """Hierarchical ViT encoder; arguments as :class:`~smp_like.encoders.flemme_transformer.FlemmeTransformerEncoder`
+    with ``building_block="vit"`` and ``abs_pos_embedding=True`` by default (``window_size`` is refused: ViT attention is global).
     """
 
     _building_blocks = VIT_BUILDING_BLOCKS

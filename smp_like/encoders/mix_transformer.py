@@ -19,6 +19,7 @@ import torch.nn as nn
 from smp_like.base import nd
 from smp_like.base.modules import DropPath
 from smp_like.encoders._base import EncoderMixin
+from smp_like.encoders._normalization import IMAGENET_SETTINGS
 
 
 def _tokens_to_map(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -325,12 +326,7 @@ class MixVisionTransformerEncoder(nn.Module, EncoderMixin):
         return features
 
 
-_IMAGENET = {
-    "mean": [0.485, 0.456, 0.406],
-    "std": [0.229, 0.224, 0.225],
-    "input_space": "RGB",
-    "input_range": [0, 1],
-}
+_IMAGENET = IMAGENET_SETTINGS
 
 # Pinned revisions of the weights SMP publishes as smp-hub/<name>.imagenet (ImageNet-1k classification).
 _REVISIONS = {

@@ -14,6 +14,7 @@ import torch.nn as nn
 from smp_like.base import nd
 from smp_like.encoders._base import EncoderMixin
 from smp_like.encoders._utils import as_conv_stride, normalize_stage_strides
+from smp_like.encoders._normalization import IMAGENET_SETTINGS
 
 Stride = Union[int, Tuple[int, ...]]
 
@@ -159,12 +160,7 @@ class MobileNetV2Encoder(nn.Module, EncoderMixin):
         return features
 
 
-_IMAGENET = {
-    "mean": [0.485, 0.456, 0.406],
-    "std": [0.229, 0.224, 0.225],
-    "input_space": "RGB",
-    "input_range": [0, 1],
-}
+_IMAGENET = IMAGENET_SETTINGS
 
 mobilenet_encoders: Dict[str, Dict[str, Any]] = {
     "mobilenet_v2": {

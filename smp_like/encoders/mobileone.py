@@ -22,6 +22,7 @@ from torch.nn.modules.conv import _ConvNd
 
 from smp_like.encoders._base import EncoderMixin
 from smp_like.encoders._utils import patch_first_conv
+from smp_like.encoders._normalization import IMAGENET_SETTINGS
 
 
 class SEBlock(nn.Module):
@@ -396,12 +397,7 @@ def reparameterize_model(model: nn.Module) -> nn.Module:
     return model
 
 
-_IMAGENET = {
-    "mean": [0.485, 0.456, 0.406],
-    "std": [0.229, 0.224, 0.225],
-    "input_space": "RGB",
-    "input_range": [0, 1],
-}
+_IMAGENET = IMAGENET_SETTINGS
 
 # SMP's Hub repositories (smp-hub/<name>.imagenet) and their pinned revisions.
 _REVISIONS = {

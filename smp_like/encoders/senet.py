@@ -14,6 +14,7 @@ import torch.nn as nn
 from smp_like.base import nd
 from smp_like.encoders._base import EncoderMixin
 from smp_like.encoders._utils import as_conv_stride, normalize_stage_strides
+from smp_like.encoders._normalization import IMAGENET_SETTINGS
 
 Stride = Union[int, Tuple[int, ...]]
 
@@ -288,12 +289,7 @@ class SENetEncoder(nn.Module, EncoderMixin):
 
 
 # Hub repositories and pinned revisions of the weights SMP publishes; all trained with ImageNet normalisation.
-_IMAGENET = {
-    "mean": [0.485, 0.456, 0.406],
-    "std": [0.229, 0.224, 0.225],
-    "input_space": "RGB",
-    "input_range": [0, 1],
-}
+_IMAGENET = IMAGENET_SETTINGS
 _REVISIONS = {
     "senet154": "249f45efc9881ba560a0c480128edbc34ab87e40",
     "se_resnet50": "e6b4bc2dc85226c3d3474544410724a485455459",

@@ -29,6 +29,7 @@ from smp_like.encoders._efficientnet_blocks import (
     round_repeats,
 )
 from smp_like.encoders._utils import normalize_stage_strides
+from smp_like.encoders._normalization import IMAGENET_MEAN, IMAGENET_STD
 
 # Which of the seven block stages make up encoder stages 2..5 (stage 1 is the stem).
 _STAGE_BLOCKS = {2: (0, 1), 3: (2,), 4: (3, 4), 5: (5, 6)}
@@ -291,7 +292,7 @@ class TimmEfficientNetEncoder(nn.Module, EncoderMixin):
         return features
 
 
-_IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+_IMAGENET = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
 _HALF = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
 
 # name: (channel multiplier, depth multiplier, SMP's out_channels, {tag: pinned Hub revision}).

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 import torch.nn as nn
 from smp_like.encoders._base import EncoderMixin
+from smp_like.encoders._normalization import IMAGENET_SETTINGS
 
 SK_BLOCKS = ("basic", "bottleneck")
 
@@ -107,12 +108,7 @@ class SkNetEncoder(nn.Module, EncoderMixin):
         return features
 
 
-_IMAGENET = {
-    "mean": [0.485, 0.456, 0.406],
-    "std": [0.229, 0.224, 0.225],
-    "input_space": "RGB",
-    "input_range": [0, 1],
-}
+_IMAGENET = IMAGENET_SETTINGS
 
 # SMP's Hub repositories (smp-hub/<name>.imagenet) and their pinned revisions.
 _REVISIONS = {

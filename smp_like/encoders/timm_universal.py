@@ -46,13 +46,14 @@ def available_tags(base: str) -> List[str]:
 def resolve_timm_name(name: str, weights: Optional[str]) -> str:
     """The timm model name (with tag, if any) that ``name`` and ``encoder_weights`` ask for.
 
-    ``encoder_weights`` may be None (random), ``"imagenet"`` (timm's default tag, or the tag given in the
-    name) or a timm tag; a tag given both ways must agree.
+    ``encoder_weights`` may be None or False (random), True or ``"imagenet"`` (timm's default tag, or the tag
+    given in the name; True is SMP 0.6's spelling) or a timm tag; a tag given both ways must agree.
 
     Raises:
         ValueError: for an unknown model, an unknown tag, or conflicting tags.
     """
     timm = _timm()
+    weights = normalize_timm_weights(weights)
     base, tag = split_tag(name)
     if not timm.is_model(base):
         raise ValueError(f"Unknown timm model {base!r} in encoder name 'tu-{name}'; see timm.list_models()")
@@ -73,6 +74,39 @@ def resolve_timm_name(name: str, weights: Optional[str]) -> str:
             f"{[DEFAULT_WEIGHTS] + available_tags(base)}"
         )
     return base if chosen is None else f"{base}.{chosen}"
+
+
+def normalize_timm_weights(weights: Any) -> Optional[str]:
+    """Map SMP 0.6's boolean ``encoder_weights`` for ``tu-`` encoders onto ours: True -> timm's default tag
+    (``"imagenet"``), False -> None (random initialisation); strings and None pass unchanged."""
+    if weights is True:
+        return DEFAULT_WEIGHTS
+    if weights is False:
+        return None
+    return weights
+
+
+def warn_tag_for_timm_encoder(name: str, weights: Any) -> None:
+    """SMP's UserWarning for a string ``encoder_weights`` on a ``tu-`` encoder, saying that smp_like honours it.
+
+    SMP 0.6 expects True/None for ``tu-`` encoders (the tag goes in the name) and warns otherwise; SMP users rely
+    on seeing that warning, so it is kept, but here the string is used: ``"imagenet"`` means timm's default tag
+    (or the one in the name), any other string is a timm pretrained tag.
+    """
+    if weights is None or isinstance(weights, bool):
+        return
+    import warnings
+
+    meaning = (
+        "timm's default pretrained tag" if weights == DEFAULT_WEIGHTS else f"the timm pretrained tag {weights!r}"
+    )
+    warnings.warn(
+        f"For 'tu-' (timm universal) encoders SMP expects `encoder_weights`=True (timm's default pretrained tag) or "
+        f"None, with any tag in the name ('tu-<model_name>.<pretrained_tag>'). Got encoder_weights={weights!r} for "
+        f"{name!r}: smp_like honoured it as {meaning}.",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 @functools.lru_cache(maxsize=None)
@@ -109,7 +143,8 @@ class TimmUniversalEncoder(nn.Module, EncoderMixin):
 
     Args:
         name: timm model name, optionally with a pretrained tag (``"resnet18.a1_in1k"``).
-        pretrained: None for random weights, ``"imagenet"`` for timm's default tag, or a timm tag.
+        pretrained: None (or False) for random weights, True or ``"imagenet"`` for timm's default tag, or a timm
+            tag.
         in_channels: input channels (timm adapts pretrained stems itself).
         depth: number of down-sampling stages (1..5; 2..5 for transformer-style models).
         output_stride: 32, or 16 / 8 if the timm model supports dilation.
@@ -125,13 +160,23 @@ class TimmUniversalEncoder(nn.Module, EncoderMixin):
             model or tag.
     """
 
+    # Subclasses that serve some timm names better (the plain-ViT pyramid): each defines a static
+    # ``handles_timm_name(name) -> bool`` and is found here when it is defined, so this module never imports them.
+    _name_subclasses: List[type] = []
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "handles_timm_name" in cls.__dict__:
+            TimmUniversalEncoder._name_subclasses.append(cls)
+
     def __new__(cls, *args: Any, **kwargs: Any) -> "TimmUniversalEncoder":
         # Dispatch only on direct construction with a model name; copies and unpickling call __new__ bare.
         name = args[0] if args else kwargs.get("name")
-        if cls is TimmUniversalEncoder and isinstance(name, str) and is_plain_vit(name):
-            from smp_like.encoders.timm_vit import TimmViTPyramidEncoder
-
-            cls = TimmViTPyramidEncoder
+        if cls is TimmUniversalEncoder and isinstance(name, str):
+            for subclass in TimmUniversalEncoder._name_subclasses:
+                if subclass.handles_timm_name(name):  # type: ignore[attr-defined]
+                    cls = subclass
+                    break
         return super().__new__(cls)
 
     def __init__(
@@ -155,6 +200,7 @@ class TimmUniversalEncoder(nn.Module, EncoderMixin):
         if output_stride not in (8, 16, 32):
             raise ValueError(f"`output_stride` must be one of (8, 16, 32), got {output_stride!r}")
         timm = _timm()
+        pretrained = normalize_timm_weights(pretrained)
         resolved = resolve_timm_name(name, pretrained)
 
         # Inspect the feature hierarchy on the meta device: no memory, no weights.

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from smp_like.base.exportable import dense_when_exporting
 from smp_like.base.modules import ChannelLayerNorm
 from smp_like.base.strides import crop_to_shape, pad_to_stride
-from smp_like.encoders.timm_universal import TimmUniversalEncoder, _timm, resolve_timm_name
+from smp_like.encoders.timm_universal import TimmUniversalEncoder, _timm, is_plain_vit, resolve_timm_name
 
 # Token stride the pyramid is laid out from (ViTDet's ViT-B/16): token maps of other strides are resampled to it
 # when their stride is not a power of two (e.g. DINOv2's 14).
@@ -275,6 +275,9 @@ class TimmViTPyramidEncoder(TimmUniversalEncoder):
     Raises:
         ValueError: for 3D, a depth outside 2..5, bad ``output_indices``, an unknown model or tag.
     """
+
+    # TimmUniversalEncoder("<plain ViT>") builds this class (see TimmUniversalEncoder.__new__).
+    handles_timm_name = staticmethod(is_plain_vit)
 
     def __init__(
         self,

@@ -15,6 +15,7 @@ import torch.nn as nn
 from smp_like.base import nd
 from smp_like.encoders._base import EncoderMixin
 from smp_like.encoders._utils import as_conv_stride, normalize_stage_strides
+from smp_like.encoders._normalization import IMAGENET_SETTINGS
 
 # "M" marks a 2x max-pool; numbers are 3x3 conv widths (configurations A, B, D, E of the paper, Table 1).
 _CONFIGS: Dict[str, List[Union[int, str]]] = {
@@ -129,12 +130,7 @@ class VGGEncoder(nn.Module, EncoderMixin):
         return features
 
 
-_IMAGENET = {
-    "mean": [0.485, 0.456, 0.406],
-    "std": [0.229, 0.224, 0.225],
-    "input_space": "RGB",
-    "input_range": [0, 1],
-}
+_IMAGENET = IMAGENET_SETTINGS
 
 # Hub repositories and pinned revisions of the weights SMP publishes (smp-hub/<name>.imagenet).
 _REVISIONS = {

@@ -4,23 +4,17 @@ Names are resolved on first access (PEP 562), so importing this package builds n
 """
 
 from importlib import import_module
-from typing import Any
+from typing import Any, Dict
 
-# public name -> submodule (relative to this package) that defines it
-_LAZY: dict[str, str] = {
-    "DiffusionScheduler": ".diffusion",
-    "SchedulerStepOutput": ".diffusion",
-    "classifier_free_guidance": ".diffusion",
-    "AE": ".autoencoder",
-    "VAE": ".autoencoder",
-    "NoSkipDecoder": ".autoencoder",
-    "HAE": ".hierarchical_autoencoder",
-    "DDPM": ".diffusion.model",
-    "DDIM": ".diffusion.model",
-    "SDPM": ".diffusion.supervised",
-    "SDIM": ".diffusion.supervised",
-    "LDPM": ".diffusion.latent",
-    "LDIM": ".diffusion.latent",
+from smp_like.base.registry import BUILTIN_MODELS
+
+# public name -> module that defines it: the model classes from the registry's one table, plus the helpers.
+_LAZY: Dict[str, str] = {
+    **{name: module for name, module in BUILTIN_MODELS.items() if module.startswith(__name__ + ".")},
+    "DiffusionScheduler": f"{__name__}.diffusion",
+    "SchedulerStepOutput": f"{__name__}.diffusion",
+    "classifier_free_guidance": f"{__name__}.diffusion",
+    "NoSkipDecoder": f"{__name__}.autoencoder",
 }
 
 __all__ = sorted(_LAZY)
@@ -28,11 +22,11 @@ __all__ = sorted(_LAZY)
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        value = getattr(import_module(_LAZY[name], __name__), name)
+        value = getattr(import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def __dir__() -> list[str]:
+def __dir__() -> list:
     return sorted(set(globals()) | set(__all__))

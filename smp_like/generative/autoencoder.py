@@ -10,9 +10,9 @@ The VAE (Kingma & Welling 2014) predicts a diagonal Gaussian ``q(z|x) = N(mu, di
 pixel, samples it with the reparameterisation trick (their eq. 10) and regularises it with the closed-form KL
 divergence from ``N(0, I)`` (their appendix B).
 
-Both are ``nn.Module`` + :class:`~smp_like.base.hub.HubMixin`, record their constructor arguments in
-``_model_config`` and register in ``MODEL_REGISTRY``, so ``save_pretrained`` / ``from_pretrained`` (and
-``smp_like.from_pretrained``, once this module is imported) round-trip them.
+Both are ``nn.Module`` + :class:`~smp_like.base.hub.HubMixin`, which records their constructor arguments and
+registers them by name, so ``save_pretrained`` / ``from_pretrained`` (and ``smp_like.from_pretrained``) round-trip
+them.
 """
 
 import math
@@ -22,9 +22,8 @@ import torch
 import torch.nn as nn
 
 from smp_like.base import nd
-from smp_like.base.checks import check_positive_int
+from smp_like.base.checks import check_image_batch, check_positive_int
 from smp_like.base.hub import HubMixin
-from smp_like.base.model import MODEL_REGISTRY, check_image_batch
 from smp_like.base.modules import Activation
 from smp_like.decoders.unet.decoder import UnetDecoderBlock
 from smp_like.encoders import get_encoder
@@ -167,20 +166,13 @@ class AE(nn.Module, HubMixin):
         )
         self.latent_channels = latent_channels
         self.out_channels = out_channels
+        self.decoder_channels = tuple(decoder_channels)
+        self.output_activation = output_activation
         self.name = f"{type(self).__name__.lower()}-{encoder_name}"
-        self._model_config: Dict[str, Any] = dict(
-            encoder_name=encoder_name,
-            encoder_depth=encoder_depth,
-            encoder_weights=encoder_weights,
-            in_channels=in_channels,
-            out_channels=out_channels,
-            decoder_channels=list(decoder_channels),
-            latent_channels=latent_channels,
-            decoder_use_norm=decoder_use_norm,
-            decoder_interpolation=decoder_interpolation,
-            output_activation=output_activation,
-            spatial_dims=spatial_dims,
-        )
+
+    def _config_overrides(self) -> Dict[str, Any]:
+        """``out_channels`` as resolved (``in_channels`` when None was given), as the saved config always had."""
+        return {"out_channels": self.out_channels}
 
     @property
     def spatial_dims(self) -> int:
@@ -380,7 +372,3 @@ class VAE(AE):
         shape = (n, self.latent_channels, *self.latent_size(size))
         z = torch.randn(shape, generator=generator, device=device, dtype=param.dtype).to(param.device)
         return self.decode(z, size)
-
-
-MODEL_REGISTRY[AE.__name__.lower()] = AE
-MODEL_REGISTRY[VAE.__name__.lower()] = VAE

@@ -14,7 +14,6 @@ import torch.nn as nn
 
 from smp_like.base import nd
 from smp_like.base.initialization import initialize_head
-from smp_like.base.model import MODEL_REGISTRY
 from smp_like.base.modules import Activation
 from smp_like.generative.autoencoder import AE, Size
 
@@ -32,8 +31,8 @@ class HAE(AE):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         conv = nd.conv_type(self.spatial_dims)
-        widths = list(self._model_config["decoder_channels"])[:-1]
-        activation = self._model_config["output_activation"]
+        widths = list(self.decoder_channels)[:-1]
+        activation = self.output_activation
         self.side_heads = nn.ModuleList(
             nn.Sequential(conv(c, self.out_channels, kernel_size=1), Activation(activation)) for c in widths
         )
@@ -73,6 +72,3 @@ class HAE(AE):
             return self.reconstruction_loss(x, outputs, recon_loss)
         main_loss = lambda prediction, target: self.reconstruction_loss(target, prediction, recon_loss)  # noqa: E731
         return PyramidLoss(main_loss, target_resize="area")(outputs, x)
-
-
-MODEL_REGISTRY[HAE.__name__.lower()] = HAE

@@ -7,6 +7,7 @@ segmentation_models_pytorch 0.6 and return the same values; Flemme's losses (``S
 from names) complete the set. All work on (N, C, H, W) and (N, C, D, H, W) inputs. See docs/losses_metrics.md.
 """
 
+from . import dice, jaccard, tversky  # noqa: F401  (SMP's module paths for the overlap losses)
 from .boundary import BoundaryLoss, signed_distance_map
 from .combined import LOSSES, CombinedLoss, build_loss, get_loss_class, register_loss
 from .constants import BINARY_MODE, MULTICLASS_MODE, MULTILABEL_MODE

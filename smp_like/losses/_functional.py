@@ -4,8 +4,10 @@ Everything here works on tensors with any number of spatial dimensions: inputs a
 (N, C, L) before the overlap scores are taken, so (N, C, H, W) and (N, C, D, H, W) go through the same code.
 """
 
+import math
 from typing import Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -24,6 +26,9 @@ __all__ = [
     "soft_dice_score",
     "soft_jaccard_score",
     "focal_loss_with_logits",
+    "softmax_focal_loss_with_logits",
+    "wing_loss",
+    "to_tensor",
     "lovasz_grad",
     "lovasz_hinge_flat",
     "lovasz_softmax_flat",
@@ -87,17 +92,17 @@ def check_classes(classes: Optional[Sequence[int]], mode: str, owner: str) -> Op
     return index
 
 
-def _without_singleton_channel(shape: torch.Size) -> Tuple[int, ...]:
+def _without_singleton_dims(shape: torch.Size) -> Tuple[int, ...]:
+    """The batch size followed by the non-singleton sizes: (N, 1, 1, L) -> (N, L)."""
     shape = tuple(shape)
-    if len(shape) >= 2 and shape[1] == 1:
-        return shape[:1] + shape[2:]
-    return shape
+    return shape[:1] + tuple(size for size in shape[1:] if size != 1)
 
 
 def check_loss_shapes(mode: str, y_pred: torch.Tensor, y_true: torch.Tensor, owner: str) -> None:
     """Raise ``ValueError`` unless ``y_pred`` and ``y_true`` have the shapes ``mode`` expects.
 
-    binary: equal shapes, either of them may carry a singleton channel dimension ((N, 1, *S) vs (N, *S)).
+    binary: equal shapes up to singleton dimensions ((N, 1, *S) vs (N, *S), (N, 1, L) vs (N, 1, 1, L)): both are
+    flattened per sample, as SMP does, so only the per-sample element layout must agree.
     multilabel: equal shapes (N, C, *S).
     multiclass: ``y_pred`` (N, C, *S) and ``y_true`` (N, *S) or (N, 1, *S).
     """
@@ -113,7 +118,7 @@ def check_loss_shapes(mode: str, y_pred: torch.Tensor, y_true: torch.Tensor, own
             "dimension."
         )
     if mode == BINARY_MODE:
-        ok = _without_singleton_channel(y_pred.shape) == _without_singleton_channel(y_true.shape)
+        ok = _without_singleton_dims(y_pred.shape) == _without_singleton_dims(y_true.shape)
         expected = "(N, 1, *spatial) and (N, 1, *spatial) or (N, *spatial)"
     elif mode == MULTILABEL_MODE:
         ok = y_pred.dim() >= 2 and pred_shape == true_shape
@@ -304,6 +309,98 @@ def focal_loss_with_logits(
     if reduction == "batchwise_mean":
         return loss.sum(0)
     return loss
+
+
+def _focal_factor(pt: torch.Tensor, gamma: float, reduced_threshold: Optional[float]) -> torch.Tensor:
+    """``(1 - p_t)^gamma``, or the reduced focal factor (1 below ``reduced_threshold``)."""
+    if reduced_threshold is None:
+        return (1.0 - pt).pow(gamma)
+    factor = ((1.0 - pt) / reduced_threshold).pow(gamma)
+    return torch.where(pt < reduced_threshold, torch.ones_like(factor), factor)
+
+
+def softmax_focal_loss_with_logits(
+    output: torch.Tensor,
+    target: torch.Tensor,
+    gamma: float = 2.0,
+    reduction: str = "mean",
+    normalized: bool = False,
+    reduced_threshold: Optional[float] = None,
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """Multi-class (softmax) focal loss (Lin et al. 2017, eq. 5 with ``p_t`` the softmax of the true class).
+
+    ``FL = -(1 - p_t)^gamma * log(p_t)`` per position, with the reduced variant and normalisation of
+    :func:`focal_loss_with_logits`. SMP 0.6 exposes it in ``losses._functional``; same arguments and values.
+
+    Args:
+        output: Logits (N, C, *spatial).
+        target: Class indices (N, *spatial).
+        gamma: Focusing parameter (>= 0); 0 gives plain cross-entropy.
+        reduction: ``"mean"``, ``"sum"``, ``"batchwise_mean"`` (sum over dim 0) or ``"none"``.
+        normalized: Divide by the sum of the focal factors.
+        reduced_threshold: Threshold of the reduced focal loss, or ``None`` for the standard loss.
+        eps: Lower clamp of the normaliser.
+
+    Returns:
+        The reduced loss (per position, (N, *spatial), with ``reduction="none"``).
+    """
+    log_probs = F.log_softmax(output, dim=1)
+    # -log p_t: the log-probability of the true class at every position.
+    logpt = -log_probs.gather(1, target.long().unsqueeze(1)).squeeze(1)
+    pt = torch.exp(-logpt)
+    focal_term = _focal_factor(pt, gamma, reduced_threshold)
+    loss = focal_term * logpt
+    if normalized:
+        loss = loss / focal_term.sum().clamp_min(eps)
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "batchwise_mean":
+        return loss.sum(0)
+    return loss
+
+
+def wing_loss(
+    output: torch.Tensor, target: torch.Tensor, width: float = 5, curvature: float = 0.5, reduction: str = "mean"
+) -> torch.Tensor:
+    """Wing loss for regression (Feng et al. 2018, "Wing Loss for Robust Facial Landmark Localisation", eq. 5).
+
+    With ``x = |target - output|``, ``w = width`` and ``e = curvature``: ``w * ln(1 + x / e)`` for ``x < w``,
+    else ``x - C`` with ``C = w - w * ln(1 + w / e)`` so the two pieces meet at ``x = w``.
+
+    Args:
+        output, target: Tensors of the same shape.
+        width: ``w``, where the log part ends.
+        curvature: ``e``, the curvature of the log part.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+
+    Returns:
+        The reduced loss.
+    """
+    x = (target - output).abs()
+    c = width - width * math.log(1 + width / curvature)
+    loss = torch.where(x < width, width * torch.log1p(x / curvature), x - c)
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def to_tensor(
+    x: Union[torch.Tensor, np.ndarray, Sequence, float, int], dtype: Optional[torch.dtype] = None
+) -> torch.Tensor:
+    """A tensor from a tensor, a NumPy array, a list/tuple or a number (optionally cast to ``dtype``).
+
+    Raises:
+        TypeError: for anything else (e.g. a string).
+    """
+    if isinstance(x, str) or not isinstance(x, (torch.Tensor, np.ndarray, list, tuple, int, float)):
+        raise TypeError(f"to_tensor: `x` must be a tensor, array, list, tuple or number, got {type(x).__name__}")
+    tensor = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    return tensor if dtype is None else tensor.to(dtype)
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -409,7 +409,7 @@ def _trial_build(cls: type, model: ModelConfig) -> List[str]:
             cls(encoder_name=model.encoder_name, encoder_weights=None, in_channels=model.in_channels, **kwargs)
     except (TypeError, ValueError) as err:
         text = str(err)
-        match = re.search(r"unexpected keyword argument '([^']+)'", text)
+        match = re.search(r"unexpected keyword argument(?:\(s\))? \[?'([^']+)'", text)
         if match:
             key = match.group(1)
             known = [n for n in inspect.signature(cls.__init__).parameters if n not in ("self", "kwargs")]
@@ -424,8 +424,17 @@ def _archs() -> List[str]:
     import smp_like
 
     base = getattr(smp_like, "SegmentationModel")
-    return sorted(n for n in dir(smp_like) if inspect.isclass(getattr(smp_like, n)) and
-                  issubclass(getattr(smp_like, n), base) and getattr(smp_like, n) is not base)
+    names = []
+    for name in sorted(set(getattr(smp_like, "__all__", ())) | set(dir(smp_like))):
+        if not name[:1].isupper():
+            continue
+        try:  # names of the lazy top-level package import on access; one that fails is no architecture
+            obj = getattr(smp_like, name)
+        except Exception:  # noqa: BLE001
+            continue
+        if inspect.isclass(obj) and issubclass(obj, base) and obj is not base:
+            names.append(name)
+    return names
 
 
 def _model_class(arch: Optional[str]) -> Optional[type]:

@@ -261,7 +261,7 @@ def test_decoders_reject_time_embedding():
     features = [torch.randn(2, 3, 16, 16), torch.randn(2, 8, 8, 8), torch.randn(2, 8, 4, 4), torch.randn(2, 16, 2, 2)]
     assert v3(features).shape == (2, 8, 2, 2) and plus(features).shape == (2, 8, 4, 4)
     for decoder in (v3, plus):
-        with pytest.raises(ValueError, match="time embedding"):
+        with pytest.raises(TypeError, match="time_emb"):  # the dead parameter is gone
             decoder(features, time_emb=torch.randn(2, 4))
 
 

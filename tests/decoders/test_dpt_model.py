@@ -100,7 +100,7 @@ def test_dynamic_img_size_default_keeps_smp_outputs_at_native_size():
 @pytest.mark.conformance
 def test_signature_matches_smp():
     ours, theirs = inspect.signature(smp.DPT).parameters, inspect.signature(smp_oracle.DPT).parameters
-    extras = ["spatial_dims", "input_padding"]
+    extras = ["spatial_dims", "input_padding", "time_embedding_dim", "time_injection"]
     assert [n for n in ours if n not in extras] == list(theirs)
     for name, parameter in theirs.items():
         assert ours[name].default == parameter.default, name
@@ -253,7 +253,7 @@ def test_bad_forward_input():
     with pytest.raises(ValueError, match=r"4 dims"):
         model(torch.randn(1, 3, 8, 32, 32))
     features, prefix = model.encoder(torch.randn(1, 3, 32, 32))
-    with pytest.raises(ValueError, match="time embedding"):
+    with pytest.raises(TypeError, match="time_emb"):  # the dead parameter is gone
         model.decoder(features, prefix, time_emb=torch.zeros(1))
     with pytest.raises(ValueError, match="4 encoder features, got 3"):
         model.decoder(features[:3], prefix[:3])

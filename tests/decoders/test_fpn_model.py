@@ -171,7 +171,7 @@ def test_input_padding_is_left_out_of_config_at_default(tmp_path):
 def test_decoder_refuses_time_embedding():
     model = smp.FPN("resnet18", encoder_weights=None, **SMALL)
     features = model.encoder(torch.randn(1, 3, 64, 64))
-    with pytest.raises(ValueError, match="time embedding"):
+    with pytest.raises(TypeError, match="time_emb"):  # the dead parameter is gone
         model.decoder(features, time_emb=torch.randn(1, 8))
 
 

@@ -162,7 +162,7 @@ def test_other_padding_modes():
 def test_decoder_refuses_time_embedding():
     model = smp.Linknet("resnet18", encoder_weights=None)
     features = model.encoder(torch.randn(1, 3, 64, 64))
-    with pytest.raises(ValueError, match="time embedding"):
+    with pytest.raises(TypeError, match="time_emb"):  # the dead parameter is gone
         model.decoder(features, time_emb=torch.randn(1, 8))
 
 

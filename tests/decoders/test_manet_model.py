@@ -170,7 +170,7 @@ def test_decoder_with_placeholder_feature_and_time_embedding():
     shapes = [(1, 3, 32, 32), (1, 0, 16, 16), (1, 8, 8, 8), (1, 16, 4, 4)]
     features = [torch.randn(*shape) for shape in shapes]
     assert decoder(features).shape == (1, 8, 32, 32)
-    with pytest.raises(ValueError, match="time embedding"):
+    with pytest.raises(TypeError, match="time_emb"):  # the dead parameter is gone
         decoder(features, time_emb=torch.randn(1, 4))
 
 

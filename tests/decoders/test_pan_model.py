@@ -161,7 +161,7 @@ def test_reflect_padding_too_small_input_is_named():
 def test_decoder_refuses_time_embedding():
     model = smp.PAN("resnet18", encoder_weights=None, **SMALL)
     features = model.encoder(torch.randn(1, 3, 128, 128))
-    with pytest.raises(ValueError, match="time embedding"):
+    with pytest.raises(TypeError, match="time_emb"):  # the dead parameter is gone
         model.decoder(features, time_emb=torch.randn(1, 8))
 
 

@@ -159,7 +159,7 @@ def test_strict_mode_raises_smp_style_message():
 def test_decoder_refuses_time_embedding():
     model = smp.PSPNet("resnet18", encoder_weights=None, **SMALL)
     features = model.encoder(torch.randn(1, 3, 64, 64))
-    with pytest.raises(ValueError, match="time embedding"):
+    with pytest.raises(TypeError, match="time_emb"):  # the dead parameter is gone
         model.decoder(features, time_emb=torch.randn(1, 8))
 
 

@@ -252,5 +252,5 @@ def test_bad_input_at_forward():
         model(torch.randn(1, 4, 64, 64))
     with pytest.raises(ValueError, match=r"4 dims \(N, C, H, W\)"):
         model(torch.randn(1, 3, 8, 64, 64))
-    with pytest.raises(ValueError, match="time embedding"):
+    with pytest.raises(TypeError, match="time_emb"):  # the dead parameter is gone
         model.decoder(model.encoder(torch.randn(1, 3, 64, 64)), time_emb=torch.randn(1, 4))

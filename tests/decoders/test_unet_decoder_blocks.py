@@ -215,7 +215,7 @@ def test_conv_decoder_block_gets_the_embedding_after_each_block():
     torch.manual_seed(0)
     model = build("conv", "add", time_embedding_dim=8)
     assert len(model.time_injections) == len(model.decoder.blocks)
-    assert not model.decoder.supports_time_embedding
+    assert not model.decoder.blocks_take_time_embedding
     with pytest.raises(ValueError, match="no time embedding"):
         model.decoder.enable_time_embedding(8)
 

@@ -158,7 +158,7 @@ def test_nested_node_layout():
     features = [torch.randn(1, 3, 32, 32), torch.randn(1, 8, 16, 16), torch.randn(1, 8, 8, 8),
                 torch.randn(1, 16, 4, 4), torch.randn(1, 32, 2, 2)]
     assert decoder(features).shape == (1, 4, 32, 32)
-    with pytest.raises(ValueError, match="time embedding"):
+    with pytest.raises(TypeError, match="time_emb"):  # the dead parameter is gone
         decoder(features, time_emb=torch.randn(1, 4))
 
 

@@ -9,7 +9,7 @@ import torch
 import smp_like as smp
 from smp_like.base.embedding import INJECTION_MODES
 from smp_like.encoders import encoders, get_encoder
-from smp_like.encoders._transformer_blocks import (
+from smp_like.encoders.transformer_blocks import (
     AbsolutePositionEmbedding,
     PatchMerging,
     SwinBlock,
@@ -29,6 +29,12 @@ SMALL = {
     "num_blocks": 2,
     "window_size": 4,
 }
+
+
+def small(family) -> dict:
+    """SMALL for an encoder name or class: ViT attends globally and takes no ``window_size``."""
+    is_vit = family is FlemmeViTEncoder or (isinstance(family, str) and family.startswith("vit"))
+    return {k: v for k, v in SMALL.items() if not (is_vit and k == "window_size")}
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +58,7 @@ def check_contract(encoder, x, features):
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("depth", [3, 4, 5])
 def test_contract_2d(name, depth):
-    encoder = get_encoder(name, in_channels=2, depth=depth, **SMALL).eval()
+    encoder = get_encoder(name, in_channels=2, depth=depth, **small(name)).eval()
     x = torch.randn(1, 2, 61, 75)
     with torch.no_grad():
         check_contract(encoder, x, encoder(x))
@@ -62,7 +68,7 @@ def test_contract_2d(name, depth):
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("depth", [3, 4])
 def test_contract_3d(name, depth):
-    encoder = get_encoder(name, depth=depth, spatial_dims=3, **SMALL).eval()
+    encoder = get_encoder(name, depth=depth, spatial_dims=3, **small(name)).eval()
     x = torch.randn(1, 3, 13, 17, 19)
     with torch.no_grad():
         check_contract(encoder, x, encoder(x))
@@ -71,7 +77,7 @@ def test_contract_3d(name, depth):
 @pytest.mark.parametrize("name", ["vit", "swin"])
 def test_contract_large_odd_volume(name):
     # patch 4 keeps ViT's global attention small (8x10x11 tokens); a 0-channel placeholder at stride 2.
-    kwargs = dict(SMALL, patch_size=4, num_blocks=[2, 1, 1, 1])
+    kwargs = dict(small(name), patch_size=4, num_blocks=[2, 1, 1, 1])
     encoder = get_encoder(name, depth=4, spatial_dims=3, **kwargs).eval()
     x = torch.randn(1, 3, 29, 37, 41)
     with torch.no_grad():
@@ -257,7 +263,7 @@ def test_unet_output_matches_input_size(name, spatial_dims, size):
         decoder_channels=(16, 8, 8, 8),
         classes=2,
         spatial_dims=spatial_dims,
-        **dict(SMALL, num_blocks=1),
+        **dict(small(name), num_blocks=1),
     ).eval()
     with torch.no_grad():
         out = model(torch.randn(1, 3, *size))
@@ -286,7 +292,7 @@ def test_channels_first_stage(stage_cls, block, size):
 @pytest.mark.parametrize("mode", INJECTION_MODES)
 def test_time_injection_modes(cls, mode):
     torch.manual_seed(0)
-    encoder = cls(depth=3, time_embedding_dim=6, time_injection=mode, **dict(SMALL, num_blocks=1))
+    encoder = cls(depth=3, time_embedding_dim=6, time_injection=mode, **dict(small(cls), num_blocks=1))
     x = torch.randn(2, 3, 13, 17)
     e1, e2 = torch.randn(2, 6), torch.randn(2, 6)
     f1 = encoder(x, e1)[-1]
@@ -334,7 +340,7 @@ def test_enable_time_embedding_after_construction():
 )
 @pytest.mark.parametrize("cls", [FlemmeViTEncoder, FlemmeSwinEncoder])
 def test_bad_arguments(cls, kwargs, argument):
-    params = dict(SMALL, depth=4)
+    params = dict(small(cls), depth=4)
     params.update(kwargs)
     if cls is FlemmeViTEncoder and argument == "building_block":
         params["building_block"] = "swin"
@@ -343,7 +349,7 @@ def test_bad_arguments(cls, kwargs, argument):
 
 
 def test_bad_input_shape():
-    encoder = FlemmeViTEncoder(depth=3, **SMALL)
+    encoder = FlemmeViTEncoder(depth=3, **small(FlemmeViTEncoder))
     with pytest.raises(ValueError, match="x"):
         encoder(torch.randn(1, 3, 8, 8, 8))
     with pytest.raises(ValueError, match="output_stride"):
@@ -363,3 +369,11 @@ def test_bad_argument_types(kwargs, argument):
     params.update(kwargs)
     with pytest.raises(TypeError, match=argument):
         FlemmeSwinEncoder(**params)
+
+
+def test_vit_refuses_swin_only_window_size():
+    """``window_size`` used to be accepted and ignored by ViT; it is a Swin option only now."""
+    with pytest.raises(ValueError, match="window_size"):
+        FlemmeViTEncoder(depth=3, **SMALL)
+    with pytest.raises(ValueError, match="num_norm_groups"):
+        FlemmeSwinEncoder(depth=3, num_norm_groups=8, **SMALL)

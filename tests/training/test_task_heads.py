@@ -63,3 +63,20 @@ def test_a_run_with_aux_head_and_deep_supervision(tmp_path):
     model = smp_like.from_pretrained(tmp_path / "runs" / "r" / "best").eval()
     mask, label = model(torch.randn(1, 3, 32, 32))
     assert mask.shape == (1, 3, 32, 32) and label.shape == (1, 3)
+
+
+def test_validation_forward_uses_the_sliding_window_when_a_roi_is_set():
+    from smp_like.training.task import validation_forward
+
+    inference = pytest.importorskip("smp_like.inference")
+    torch.manual_seed(0)
+    model = smp_like.create_model(**TINY_MODEL, classes=3, aux_params={"classes": 3}).eval()
+    x = torch.randn(1, 3, 40, 48)
+    with torch.no_grad():
+        whole = validation_forward(model, x)
+        assert torch.allclose(whole, model(x)[0])
+        windowed = validation_forward(model, x, roi_size=(32, 32), overlap=0.5)
+        reference = inference.sliding_window(model, x, roi_size=(32, 32), overlap=0.5)
+    reference = reference[0] if isinstance(reference, (tuple, list)) else reference
+    assert windowed.shape == (1, 3, 40, 48) and torch.allclose(windowed, reference)
+    assert not torch.allclose(windowed, whole, atol=1e-4)  # the windows really were used

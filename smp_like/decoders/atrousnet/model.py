@@ -9,7 +9,7 @@ docs/meshnet_atrousnet.md.
 """
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Optional
 
 from smp_like.base import nd
 from smp_like.base.model import SegmentationModel
@@ -53,6 +53,11 @@ class ATrousNet(SegmentationModel):
         aux_params: optional classification head on the backbone's output; ``forward`` then returns
             ``(mask, label)``.
         spatial_dims: 2 for images, 3 for volumes.
+        time_embedding_dim: width of a time embedding that makes the model a diffusion eps-model
+            (``model(x, timesteps)``; see :meth:`~smp_like.base.model.SegmentationModel.enable_time_embedding`),
+            or None (default) for a plain segmentation model.
+        time_injection: how the embedding enters each block: ``"gate_bias"`` (default), ``"gate"``,
+            ``"bias"`` or ``"cross_attention"``.
 
     Raises:
         ValueError: for a bad ``dilation_groups`` (empty, an empty group, non-positive), ``channels``,
@@ -79,6 +84,8 @@ class ATrousNet(SegmentationModel):
         activation: str | Callable | None = None,
         aux_params: dict[str, Any] | None = None,
         spatial_dims: int = 2,
+        time_embedding_dim: Optional[int] = None,
+        time_injection: str = "gate_bias",
     ):
         super().__init__()
         nd.check_spatial_dims(spatial_dims)
@@ -99,6 +106,7 @@ class ATrousNet(SegmentationModel):
         self.dilation_groups = groups
         self.name = "atrousnet"
         self.initialize()
+        self.enable_time_embedding(time_embedding_dim, time_injection)
 
     @property
     def receptive_field(self) -> int:

@@ -2,8 +2,8 @@
 
 The model is not a segmentation model, so it does not subclass :class:`~smp_like.base.model.SegmentationModel`
 (whose forward, padding and heads are per-pixel). It is an ``nn.Module`` with :class:`~smp_like.base.hub.HubMixin`
-for ``save_pretrained`` / ``from_pretrained``; its constructor arguments are recorded in ``_model_config`` and the
-class is registered in ``MODEL_REGISTRY`` so that ``smp_like.from_pretrained`` dispatches to it.
+for ``save_pretrained`` / ``from_pretrained``; like every saveable class, it records its constructor arguments and
+registers itself through :class:`~smp_like.base.hub.HubMixin`, so ``smp_like.from_pretrained`` dispatches to it.
 """
 
 from typing import Any, Callable, Dict, Optional, Sequence, Union
@@ -12,11 +12,10 @@ import torch
 import torch.nn as nn
 
 from smp_like.base import nd
-from smp_like.base.checks import check_positive_int
+from smp_like.base.checks import check_image_batch, check_positive_int
 from smp_like.base.heads import POOLINGS
 from smp_like.base.hub import HubMixin
 from smp_like.base.initialization import initialize_head
-from smp_like.base.model import MODEL_REGISTRY, check_image_batch
 from smp_like.base.modules import Activation
 from smp_like.encoders import get_encoder
 
@@ -99,18 +98,6 @@ class ClM(nn.Module, HubMixin):
                 nn.init.zeros_(m.bias)
         initialize_head(self.classifier)
         self.name = f"clm-{encoder_name}"
-        self._model_config: Dict[str, Any] = dict(
-            encoder_name=encoder_name,
-            encoder_depth=encoder_depth,
-            encoder_weights=encoder_weights,
-            in_channels=in_channels,
-            classes=classes,
-            pooling=pooling,
-            hidden_channels=list(hidden_channels),
-            dropout=dropout,
-            activation=activation,
-            spatial_dims=spatial_dims,
-        )
 
     @property
     def spatial_dims(self) -> int:
@@ -141,6 +128,3 @@ class ClM(nn.Module, HubMixin):
         if self.training:
             self.eval()
         return self(x)
-
-
-MODEL_REGISTRY[ClM.__name__.lower()] = ClM

@@ -45,6 +45,37 @@ class SeparableConv(nn.Sequential):
         super().__init__(depthwise, pointwise)
 
 
+class SeparableConv2d(nn.Sequential):
+    """SMP's public 2D separable conv: depthwise conv (no bias) then a pointwise 1x1 conv (bias by default).
+
+    Same arguments, children and ``state_dict`` keys as SMP's ``SeparableConv2d``; the decoders use the n-d
+    :class:`SeparableConv`.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        dilation: int = 1,
+        bias: bool = True,
+    ):
+        depthwise = nn.Conv2d(
+            in_channels,
+            in_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=in_channels,
+            bias=False,
+        )
+        pointwise = nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=bias)
+        super().__init__(depthwise, pointwise)
+
+
 class ASPPConv(nn.Sequential):
     """3x3 atrous conv (rate ``dilation``) -> batch norm -> ReLU; children 0, 1, 2."""
 
@@ -179,9 +210,7 @@ class DeepLabV3Decoder(nn.Module):
         self.bn = nd.batchnorm_type(spatial_dims)(out_channels)
         self.relu = nn.ReLU()
 
-    def forward(self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if time_emb is not None:
-            raise ValueError("DeepLabV3Decoder does not take a time embedding")
+    def forward(self, features: List[torch.Tensor]) -> torch.Tensor:
         return self.relu(self.bn(self.conv(self.aspp(features[-1]))))
 
 
@@ -243,9 +272,7 @@ class DeepLabV3PlusDecoder(nn.Module):
             nn.ReLU(),
         )
 
-    def forward(self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if time_emb is not None:
-            raise ValueError("DeepLabV3PlusDecoder does not take a time embedding")
+    def forward(self, features: List[torch.Tensor]) -> torch.Tensor:
         high_res = self.block1(features[self.highres_index])
         deep = self.aspp(features[-1])
         # Resizing to the low-level feature's size (x2 or x4 on stride-multiple inputs, as in SMP's Upsample)

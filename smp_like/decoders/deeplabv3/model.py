@@ -104,6 +104,11 @@ class DeepLabV3(_DeepLabModel):
         upsampling: head upsampling factor; None = the encoder's output stride (mask at input size).
         aux_params: dict for the classification head (``classes``, ``pooling``, ``dropout``, ``activation``).
         spatial_dims: 2 for images, 3 for volumes.
+        time_embedding_dim: width of a time embedding that makes the model a diffusion eps-model
+            (``model(x, timesteps)``; see :meth:`~smp_like.base.model.SegmentationModel.enable_time_embedding`),
+            or None (default) for a plain segmentation model.
+        time_injection: how the embedding enters each block: ``"gate_bias"`` (default), ``"gate"``,
+            ``"bias"`` or ``"cross_attention"``.
         input_padding: ``F.pad`` mode used to pad inputs to a multiple of the output stride (the mask is cropped
             back), or None to raise SMP's error for such inputs.
         **kwargs: passed to the encoder.
@@ -132,6 +137,8 @@ class DeepLabV3(_DeepLabModel):
         aux_params: Optional[dict] = None,
         spatial_dims: int = 2,
         input_padding: Optional[str] = "constant",
+        time_embedding_dim: Optional[int] = None,
+        time_injection: str = "gate_bias",
         **kwargs: Any,
     ):
         super().__init__()
@@ -174,6 +181,7 @@ class DeepLabV3(_DeepLabModel):
         )
         self.name = f"deeplabv3-{encoder_name}"
         self.initialize()
+        self.enable_time_embedding(time_embedding_dim, time_injection)
 
 
 class DeepLabV3Plus(_DeepLabModel):
@@ -194,6 +202,11 @@ class DeepLabV3Plus(_DeepLabModel):
         upsampling: head upsampling factor (4: the mask has the input's size; None means the same).
         aux_params: dict for the classification head (``classes``, ``pooling``, ``dropout``, ``activation``).
         spatial_dims: 2 for images, 3 for volumes.
+        time_embedding_dim: width of a time embedding that makes the model a diffusion eps-model
+            (``model(x, timesteps)``; see :meth:`~smp_like.base.model.SegmentationModel.enable_time_embedding`),
+            or None (default) for a plain segmentation model.
+        time_injection: how the embedding enters each block: ``"gate_bias"`` (default), ``"gate"``,
+            ``"bias"`` or ``"cross_attention"``.
         input_padding: ``F.pad`` mode used to pad inputs to a multiple of the output stride (the mask is cropped
             back), or None to raise SMP's error for such inputs.
         **kwargs: passed to the encoder.
@@ -223,6 +236,8 @@ class DeepLabV3Plus(_DeepLabModel):
         aux_params: Optional[dict] = None,
         spatial_dims: int = 2,
         input_padding: Optional[str] = "constant",
+        time_embedding_dim: Optional[int] = None,
+        time_injection: str = "gate_bias",
         **kwargs: Any,
     ):
         super().__init__()
@@ -272,3 +287,4 @@ class DeepLabV3Plus(_DeepLabModel):
         )
         self.name = f"deeplabv3plus-{encoder_name}"
         self.initialize()
+        self.enable_time_embedding(time_embedding_dim, time_injection)

@@ -69,13 +69,13 @@ class ReadoutAddBlock(nn.Module):
 class ReadoutConcatBlock(nn.Module):
     """Read by concatenating the first prefix token to every patch token, then linear + GELU (DPT sec. 3, "proj").
 
-    Without prefix tokens the linear layer maps the patch tokens alone (``in_features = channels``), as in SMP.
+    Without prefix tokens the linear layer maps the patch tokens alone (``in_features = embed_dim``), as in SMP.
     """
 
-    def __init__(self, channels: int, has_prefix_tokens: bool = True):
+    def __init__(self, embed_dim: int, has_prefix_tokens: bool = True):
         super().__init__()
-        in_features = 2 * channels if has_prefix_tokens else channels
-        self.project = nn.Sequential(nn.Linear(in_features, channels), nn.GELU())
+        in_features = 2 * embed_dim if has_prefix_tokens else embed_dim
+        self.project = nn.Sequential(nn.Linear(in_features, embed_dim), nn.GELU())
 
     def forward(self, features: torch.Tensor, prefix_tokens: Optional[torch.Tensor] = None) -> torch.Tensor:
         tokens = _tokens(features)
@@ -100,24 +100,24 @@ class ReassembleBlock(nn.Module):
     strided conv (padding 1, so sizes round up), identity when equal — SMP's factors, floored as SMP floors them.
     """
 
-    def __init__(self, in_channels: int, intermediate_channels: int, fusion_channels: int, stride: int,
+    def __init__(self, in_channels: int, mid_channels: int, out_channels: int, stride: int,
                  target_stride: int):
         super().__init__()
-        self.project_to_out_channel = nn.Conv2d(in_channels, intermediate_channels, kernel_size=1)
+        self.project_to_out_channel = nn.Conv2d(in_channels, mid_channels, kernel_size=1)
         if stride > target_stride:
             factor = stride // target_stride
             self.upsample: nn.Module = nn.ConvTranspose2d(
-                intermediate_channels, intermediate_channels, kernel_size=factor, stride=factor
+                mid_channels, mid_channels, kernel_size=factor, stride=factor
             )
         elif stride < target_stride:
             factor = target_stride // stride
             self.upsample = nn.Conv2d(
-                intermediate_channels, intermediate_channels, kernel_size=3, stride=factor, padding=1
+                mid_channels, mid_channels, kernel_size=3, stride=factor, padding=1
             )
         else:
             self.upsample = nn.Identity()
         self.project_to_feature_dim = nn.Conv2d(
-            intermediate_channels, fusion_channels, kernel_size=3, padding=1, bias=False
+            mid_channels, out_channels, kernel_size=3, padding=1, bias=False
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -127,12 +127,12 @@ class ReassembleBlock(nn.Module):
 class ResidualConvBlock(nn.Module):
     """Pre-activation residual conv unit: x + BN(conv(ReLU(BN(conv(ReLU(x)))))) (DPT fig. 1, from RefineNet)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, feature_dim: int):
         super().__init__()
-        self.conv_1 = nn.Conv2d(channels, channels, kernel_size=3, padding=1, bias=False)
-        self.batch_norm_1 = nn.BatchNorm2d(channels)
-        self.conv_2 = nn.Conv2d(channels, channels, kernel_size=3, padding=1, bias=False)
-        self.batch_norm_2 = nn.BatchNorm2d(channels)
+        self.conv_1 = nn.Conv2d(feature_dim, feature_dim, kernel_size=3, padding=1, bias=False)
+        self.batch_norm_1 = nn.BatchNorm2d(feature_dim)
+        self.conv_2 = nn.Conv2d(feature_dim, feature_dim, kernel_size=3, padding=1, bias=False)
+        self.batch_norm_2 = nn.BatchNorm2d(feature_dim)
         self.activation = nn.ReLU()  # not in place: the input is the residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -144,11 +144,11 @@ class ResidualConvBlock(nn.Module):
 class FusionBlock(nn.Module):
     """RCU(feature) (+ the coarser path) -> RCU -> bilinear up-sampling -> 1x1 conv (DPT fig. 1, right)."""
 
-    def __init__(self, channels: int):
+    def __init__(self, feature_dim: int):
         super().__init__()
-        self.residual_conv_block1 = ResidualConvBlock(channels)
-        self.residual_conv_block2 = ResidualConvBlock(channels)
-        self.project = nn.Conv2d(channels, channels, kernel_size=1)
+        self.residual_conv_block1 = ResidualConvBlock(feature_dim)
+        self.residual_conv_block2 = ResidualConvBlock(feature_dim)
+        self.project = nn.Conv2d(feature_dim, feature_dim, kernel_size=1)
 
     def forward(
         self,
@@ -240,11 +240,8 @@ class DPTDecoder(nn.Module):
         self,
         features: List[torch.Tensor],
         prefix_tokens: Optional[List[Optional[torch.Tensor]]] = None,
-        time_emb: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Decode ``features`` (shallow to deep) with their ``prefix_tokens`` (a list, or None for none)."""
-        if time_emb is not None:
-            raise ValueError("DPTDecoder does not take a time embedding (time_emb must be None)")
         depth = len(self.fusion_blocks)
         if len(features) != depth:
             raise ValueError(f"DPTDecoder was built for {depth} encoder features, got {len(features)}")

@@ -46,6 +46,11 @@ class DPT(SegmentationModel):
         aux_params: dict for the classification head on the deepest feature (``classes``, ``pooling``,
             ``dropout``, ``activation``).
         spatial_dims: must be 2 (timm transformers are 2D); kept for a uniform signature.
+        time_embedding_dim: width of a time embedding that makes the model a diffusion eps-model
+            (``model(x, timesteps)``; see :meth:`~smp_like.base.model.SegmentationModel.enable_time_embedding`),
+            or None (default) for a plain segmentation model.
+        time_injection: how the embedding enters each block: ``"gate_bias"`` (default), ``"gate"``,
+            ``"bias"`` or ``"cross_attention"``.
         input_padding: ``F.pad`` mode used to pad inputs to a multiple of the patch size, or None to require
             divisible sizes (SMP's behaviour).
         **kwargs: passed to ``timm.create_model`` (None values dropped), e.g. ``dynamic_img_size``,
@@ -75,6 +80,8 @@ class DPT(SegmentationModel):
         aux_params: Optional[dict] = None,
         spatial_dims: int = 2,
         input_padding: Optional[str] = "constant",
+        time_embedding_dim: Optional[int] = None,
+        time_injection: str = "gate_bias",
         **kwargs: Any,
     ):
         super().__init__()
@@ -141,6 +148,7 @@ class DPT(SegmentationModel):
         self.classification_head = build_classification_head(aux_params, self.encoder.out_channels[-1])
         self.name = f"dpt-{encoder_name[len(TIMM_PREFIX):]}"
         self.initialize()
+        self.enable_time_embedding(time_embedding_dim, time_injection)
 
     def check_input_shape(self, x: torch.Tensor) -> None:
         """The base checks, plus the exact size a fixed-size encoder (no dynamic image size) insists on.

@@ -43,6 +43,9 @@ class ConvGroupNormReLU(nn.Module):
         return x
 
 
+Conv3x3GNReLU = ConvGroupNormReLU  # SMP's name for the same block
+
+
 class FPNBlock(nn.Module):
     """Top-down step (Lin et al. 2017, Fig. 3): up-sample the coarser map, add the 1x1-projected skip."""
 
@@ -54,12 +57,13 @@ class FPNBlock(nn.Module):
         spatial_dims: int = 2,
     ):
         super().__init__()
-        self.mode = nd.interpolation_mode(interpolation_mode, spatial_dims)
+        # SMP's public attribute name; resolved for spatial_dims ("bilinear" -> "trilinear" in 3D).
+        self.interpolation_mode = nd.interpolation_mode(interpolation_mode, spatial_dims)
         self.skip_conv = nd.conv_type(spatial_dims)(skip_channels, pyramid_channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         # Resize to the skip's exact size (equal to x2 for divisible inputs); PyTorch's default corner alignment.
-        x = F.interpolate(x, size=skip.shape[2:], mode=self.mode)
+        x = F.interpolate(x, size=skip.shape[2:], mode=self.interpolation_mode)
         return x + self.skip_conv(skip)
 
 
@@ -90,13 +94,14 @@ class MergeBlock(nn.Module):
             raise ValueError(f"`decoder_merge_policy` must be one of {MERGE_POLICIES}, got {policy!r}")
         self.policy = policy
 
-    def forward(self, xs: List[torch.Tensor]) -> torch.Tensor:
+    def forward(self, x: List[torch.Tensor]) -> torch.Tensor:
+        """``x``: the maps to merge (SMP's argument name)."""
         if self.policy == "add":
-            out = xs[0]
-            for x in xs[1:]:
-                out = out + x
+            out = x[0]
+            for item in x[1:]:
+                out = out + item
             return out
-        return torch.cat(xs, dim=1)
+        return torch.cat(x, dim=1)
 
 
 class FPNDecoder(nn.Module):
@@ -179,9 +184,7 @@ class FPNDecoder(nn.Module):
         )
         self.dropout = nd.dropout_type(spatial_dims)(p=float(dropout), inplace=True)
 
-    def forward(self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if time_emb is not None:
-            raise ValueError("FPNDecoder does not take a time embedding")
+    def forward(self, features: List[torch.Tensor]) -> torch.Tensor:
         return self.forward_stages(features)[0]
 
     def forward_stages(self, features: List[torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor]]:

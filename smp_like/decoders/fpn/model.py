@@ -12,7 +12,7 @@ from smp_like.base.heads import SegmentationHead, build_classification_head, che
 from smp_like.base.hub import HubMixin
 from smp_like.base.model import SegmentationModel
 from smp_like.decoders.fpn.decoder import GROUP_NORM_GROUPS, FPNDecoder
-from smp_like.decoders.hierarchical.deep_supervision import DeepSupervisionMixin
+from smp_like.base.deep_supervision import DeepSupervisionMixin
 from smp_like.encoders import get_encoder
 
 
@@ -40,11 +40,16 @@ class FPN(DeepSupervisionMixin, SegmentationModel):
         upsampling: final bilinear up-sampling factor of the head (>= 1).
         aux_params: dict for the classification head (``classes``, ``pooling``, ``dropout``, ``activation``).
         spatial_dims: 2 for images, 3 for volumes.
+        time_embedding_dim: width of a time embedding that makes the model a diffusion eps-model
+            (``model(x, timesteps)``; see :meth:`~smp_like.base.model.SegmentationModel.enable_time_embedding`),
+            or None (default) for a plain segmentation model.
+        time_injection: how the embedding enters each block: ``"gate_bias"`` (default), ``"gate"``,
+            ``"bias"`` or ``"cross_attention"``.
         input_padding: ``F.pad`` mode used to pad inputs to a multiple of the output stride, or None to require
             divisible sizes (SMP's behaviour).
         deep_supervision: add a 1x1 side head on every decoder stage (the pyramid levels ``p5 .. p2``); in training
             mode ``forward`` then returns ``(main, sides)`` (see
-            :mod:`smp_like.decoders.hierarchical.deep_supervision`). Eager mode only (no TorchScript). Off by
+            :mod:`smp_like.base.deep_supervision`). Eager mode only (no TorchScript). Off by
             default, which keeps SMP's modules, state-dict keys and outputs.
         **kwargs: passed to the encoder (e.g. ``output_stride``).
 
@@ -79,6 +84,8 @@ class FPN(DeepSupervisionMixin, SegmentationModel):
         spatial_dims: int = 2,
         input_padding: Optional[str] = "constant",
         deep_supervision: bool = False,
+        time_embedding_dim: Optional[int] = None,
+        time_injection: str = "gate_bias",
         **kwargs: Any,
     ):
         super().__init__()
@@ -132,6 +139,7 @@ class FPN(DeepSupervisionMixin, SegmentationModel):
         )
         self.name = f"fpn-{encoder_name}"
         self.initialize()
+        self.enable_time_embedding(time_embedding_dim, time_injection)
 
     @property
     def mask_scale(self) -> Fraction:

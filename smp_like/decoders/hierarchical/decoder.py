@@ -61,10 +61,8 @@ class HierarchicalDecoder(nn.Module):
             for i, s, o in zip(in_channels, skip_channels, decoder_channels)
         )
 
-    def forward(self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
+    def forward(self, features: List[torch.Tensor]) -> List[torch.Tensor]:
         """Return the output of every block, coarse to fine (the last one at the input's size)."""
-        if time_emb is not None:
-            raise ValueError("HierarchicalDecoder does not take a time embedding (time_emb must be None)")
         sizes = [list(f.shape[2:]) for f in features][::-1]
         deep_to_shallow = features[1:][::-1]
         skips = deep_to_shallow[1:]

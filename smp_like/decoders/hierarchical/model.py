@@ -15,7 +15,7 @@ from smp_like.base.heads import SegmentationHead
 from smp_like.base.initialization import initialize_decoder
 from smp_like.base.model import SegmentationModel
 from smp_like.decoders.hierarchical.decoder import HierarchicalDecoder, PyramidFusion
-from smp_like.decoders.hierarchical.deep_supervision import DeepSupervisionMixin
+from smp_like.base.deep_supervision import DeepSupervisionMixin
 from smp_like.encoders import get_encoder
 
 
@@ -52,6 +52,11 @@ class HSeM(DeepSupervisionMixin, SegmentationModel):
         classes: output channels of the main and side outputs.
         activation: activation applied to the main and side outputs (``"sigmoid"``, ``"softmax"``, ... or None).
         spatial_dims: 2 for images, 3 for volumes.
+        time_embedding_dim: width of a time embedding that makes the model a diffusion eps-model
+            (``model(x, timesteps)``; see :meth:`~smp_like.base.model.SegmentationModel.enable_time_embedding`),
+            or None (default) for a plain segmentation model.
+        time_injection: how the embedding enters each block: ``"gate_bias"`` (default), ``"gate"``,
+            ``"bias"`` or ``"cross_attention"``.
         **kwargs: passed to the encoder (e.g. ``output_stride``).
 
     Raises:
@@ -75,6 +80,8 @@ class HSeM(DeepSupervisionMixin, SegmentationModel):
         classes: int = 1,
         activation: Union[str, Callable, None] = None,
         spatial_dims: int = 2,
+        time_embedding_dim: Optional[int] = None,
+        time_injection: str = "gate_bias",
         **kwargs: Any,
     ):
         super().__init__()
@@ -124,6 +131,7 @@ class HSeM(DeepSupervisionMixin, SegmentationModel):
         self._interpolation = nd.interpolation_mode(decoder_interpolation, spatial_dims)
         self.name = f"hsem-{encoder_name}"
         self.initialize()
+        self.enable_time_embedding(time_embedding_dim, time_injection)
 
     def initialize(self) -> None:
         super().initialize()

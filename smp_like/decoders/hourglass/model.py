@@ -52,6 +52,11 @@ class StackedHourglass(SegmentationModel):
         output_stride: stride of the outputs relative to the input (e.g. 1, 2 or 4).
         input_padding: ``F.pad`` mode for inputs not divisible by ``input_stride``, or None to raise instead.
         spatial_dims: 2 for images, 3 for volumes.
+        time_embedding_dim: width of a time embedding that makes the model a diffusion eps-model
+            (``model(x, timesteps)``; see :meth:`~smp_like.base.model.SegmentationModel.enable_time_embedding`),
+            or None (default) for a plain segmentation model.
+        time_injection: how the embedding enters each block: ``"gate_bias"`` (default), ``"gate"``,
+            ``"bias"`` or ``"cross_attention"``.
 
     Returns (forward):
         In training mode, the list of the ``num_stacks`` outputs (for intermediate supervision), first stack first;
@@ -63,7 +68,7 @@ class StackedHourglass(SegmentationModel):
 
     requires_divisible_input_shape = True
     # Its stacks re-inject intermediate outputs; no decoder blocks are named for a diffusion time embedding.
-    supports_time_embedding = False
+    accepts_time_embedding = False
 
     def __init__(
         self,
@@ -81,6 +86,8 @@ class StackedHourglass(SegmentationModel):
         output_stride: int = 4,
         input_padding: Optional[str] = "constant",
         spatial_dims: int = 2,
+        time_embedding_dim: Optional[int] = None,
+        time_injection: str = "gate_bias",
     ):
         super().__init__()
         nd.check_spatial_dims(spatial_dims)
@@ -140,6 +147,7 @@ class StackedHourglass(SegmentationModel):
         self.num_stacks = num_stacks
         self.name = f"hourglass-{encoder_name}"
         self.initialize()
+        self.enable_time_embedding(time_embedding_dim, time_injection)
 
     def initialize(self) -> None:
         initialize_decoder(self.decoder)

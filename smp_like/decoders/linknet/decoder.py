@@ -69,6 +69,9 @@ class LinknetDecoderBlock(nn.Module):
         return x
 
 
+DecoderBlock = LinknetDecoderBlock  # SMP's name
+
+
 class LinknetDecoder(nn.Module):
     """One :class:`LinknetDecoderBlock` per encoder stage, deepest first; the last outputs 32 channels.
 
@@ -119,9 +122,7 @@ class LinknetDecoder(nn.Module):
             for i, o in zip(widths, out_channels)
         )
 
-    def forward(self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if time_emb is not None:
-            raise ValueError("LinknetDecoder does not take a time embedding")
+    def forward(self, features: List[torch.Tensor]) -> torch.Tensor:
         deep_to_shallow = features[1:][::-1]
         skips = deep_to_shallow[1:]
         x = deep_to_shallow[0]

@@ -212,9 +212,7 @@ class MAnetDecoder(nn.Module):
                 blocks.append(MAnetDecoderBlock(i, s, o, use_norm, interpolation_mode, spatial_dims))
         self.blocks = nn.ModuleList(blocks)
 
-    def forward(self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if time_emb is not None:
-            raise ValueError("MAnetDecoder does not take a time embedding")
+    def forward(self, features: List[torch.Tensor]) -> torch.Tensor:
         sizes = [list(f.shape[2:]) for f in features][::-1]
         deep_to_shallow = features[1:][::-1]
         skips = deep_to_shallow[1:]

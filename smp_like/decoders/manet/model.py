@@ -36,6 +36,11 @@ class MAnet(SegmentationModel):
         activation: activation after the head (``"sigmoid"``, ``"softmax"``, ... or None).
         aux_params: dict for the classification head (``classes``, ``pooling``, ``dropout``, ``activation``).
         spatial_dims: 2 for images, 3 for volumes.
+        time_embedding_dim: width of a time embedding that makes the model a diffusion eps-model
+            (``model(x, timesteps)``; see :meth:`~smp_like.base.model.SegmentationModel.enable_time_embedding`),
+            or None (default) for a plain segmentation model.
+        time_injection: how the embedding enters each block: ``"gate_bias"`` (default), ``"gate"``,
+            ``"bias"`` or ``"cross_attention"``.
         input_padding: ``F.pad`` mode used to pad inputs to a multiple of the output stride (the mask is cropped
             back), or None to raise SMP's error for such inputs.
         **kwargs: passed to the encoder (e.g. ``output_stride``).
@@ -66,6 +71,8 @@ class MAnet(SegmentationModel):
         aux_params: Optional[dict] = None,
         spatial_dims: int = 2,
         input_padding: Optional[str] = "constant",
+        time_embedding_dim: Optional[int] = None,
+        time_injection: str = "gate_bias",
         **kwargs: Any,
     ):
         super().__init__()
@@ -116,3 +123,4 @@ class MAnet(SegmentationModel):
         )
         self.name = f"manet-{encoder_name}"
         self.initialize()
+        self.enable_time_embedding(time_embedding_dim, time_injection)

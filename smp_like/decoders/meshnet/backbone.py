@@ -139,10 +139,10 @@ class DilatedConvLayer(nn.Module):
         """Inject an (N, embedding_dim) embedding after the norm (the scale-shift norm of Dhariwal & Nichol 2021)."""
         self.injection = EmbeddingInjection(self.out_channels, embedding_dim, mode)
 
-    def forward(self, x: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, time_emb: torch.Tensor | None = None) -> torch.Tensor:
         x = self.norm(self.conv(x))
         if self.injection is not None:
-            x = self.injection(x, embedding)
+            x = self.injection(x, time_emb)
         return self.drop(self.act(x))
 
 

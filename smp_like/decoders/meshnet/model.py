@@ -8,7 +8,7 @@ Koltun 2016 (arXiv:1511.07122). See docs/meshnet_atrousnet.md.
 """
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Optional
 
 from smp_like.base import nd
 from smp_like.base.model import SegmentationModel
@@ -51,6 +51,11 @@ class MeshNet(SegmentationModel):
         aux_params: optional classification head on the backbone's output (keys classes, pooling, dropout,
             activation); ``forward`` then returns ``(mask, label)``.
         spatial_dims: 2 for images, 3 for volumes.
+        time_embedding_dim: width of a time embedding that makes the model a diffusion eps-model
+            (``model(x, timesteps)``; see :meth:`~smp_like.base.model.SegmentationModel.enable_time_embedding`),
+            or None (default) for a plain segmentation model.
+        time_injection: how the embedding enters each block: ``"gate_bias"`` (default), ``"gate"``,
+            ``"bias"`` or ``"cross_attention"``.
 
     Raises:
         ValueError: for a bad ``dilations`` (empty, non-positive), ``channels``, ``kernel_size``,
@@ -77,6 +82,8 @@ class MeshNet(SegmentationModel):
         activation: str | Callable | None = None,
         aux_params: dict[str, Any] | None = None,
         spatial_dims: int = 2,
+        time_embedding_dim: Optional[int] = None,
+        time_injection: str = "gate_bias",
     ):
         super().__init__()
         nd.check_spatial_dims(spatial_dims)
@@ -97,6 +104,7 @@ class MeshNet(SegmentationModel):
         self.dilations = schedule
         self.name = "meshnet"
         self.initialize()
+        self.enable_time_embedding(time_embedding_dim, time_injection)
 
     @property
     def receptive_field(self) -> int:

@@ -37,13 +37,30 @@ class ConvBnRelu(nn.Module):
         in_channels: int,
         out_channels: int,
         kernel_size: int,
+        stride: int = 1,
         padding: int = 0,
+        dilation: int = 1,
+        groups: int = 1,
+        bias: bool = True,
         add_relu: bool = True,
+        interpolate: bool = False,
         spatial_dims: int = 2,
     ):
         super().__init__()
         self.add_relu = add_relu
-        self.conv = nd.conv_type(spatial_dims)(in_channels, out_channels, kernel_size, padding=padding, bias=True)
+        self.interpolate = interpolate
+        # SMP's optional x2 up-sampling after the block: (bi/tri)linear with aligned corners.
+        self.interpolation_mode = nd.interpolation_mode("bilinear", spatial_dims)
+        self.conv = nd.conv_type(spatial_dims)(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            groups=groups,
+            bias=bias,
+        )
         self.activation = nn.ReLU(inplace=True)
         self.bn = nd.batchnorm_type(spatial_dims)(out_channels)
 
@@ -51,6 +68,8 @@ class ConvBnRelu(nn.Module):
         x = self.bn(self.conv(x))
         if self.add_relu:
             x = self.activation(x)
+        if self.interpolate:
+            x = F.interpolate(x, scale_factor=2.0, mode=self.interpolation_mode, align_corners=True)
         return x
 
 
@@ -62,10 +81,10 @@ class FPABlock(nn.Module):
     Up-sampling is always (bi/tri)linear with aligned corners, whatever ``decoder_interpolation`` says (as SMP).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, spatial_dims: int = 2):
+    def __init__(self, in_channels: int, out_channels: int, upscale_mode: str = "bilinear", spatial_dims: int = 2):
         super().__init__()
-        self.mode = nd.interpolation_mode("bilinear", spatial_dims)
-        self.align_corners = True
+        self.interpolation_mode = nd.interpolation_mode(upscale_mode, spatial_dims)
+        self.align_corners = _align_corners(self.interpolation_mode)
         pool = nd.maxpool_type(spatial_dims)
 
         def cbr(i: int, o: int, k: int) -> ConvBnRelu:
@@ -80,7 +99,7 @@ class FPABlock(nn.Module):
         self.conv1 = cbr(1, 1, 7)
 
     def _up(self, x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x, size=like.shape[2:], mode=self.mode, align_corners=self.align_corners)
+        return F.interpolate(x, size=like.shape[2:], mode=self.interpolation_mode, align_corners=self.align_corners)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b1 = self._up(self.branch1(x), x)
@@ -101,11 +120,12 @@ class GAUBlock(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, upscale_mode: str = "bilinear", spatial_dims: int = 2
+        self, in_channels: int, out_channels: int, interpolation_mode: str = "bilinear", spatial_dims: int = 2
     ):
         super().__init__()
-        self.mode = nd.interpolation_mode(upscale_mode, spatial_dims)
-        self.align_corners = _align_corners(self.mode)
+        # SMP's public attribute name; resolved for spatial_dims ("bilinear" -> "trilinear" in 3D).
+        self.interpolation_mode = nd.interpolation_mode(interpolation_mode, spatial_dims)
+        self.align_corners = _align_corners(self.interpolation_mode)
         self.conv1 = nn.Sequential(
             AdaptiveAvgPool(1, spatial_dims),
             ConvBnRelu(out_channels, out_channels, 1, add_relu=False, spatial_dims=spatial_dims),
@@ -115,7 +135,7 @@ class GAUBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``x``: low-level (finer) encoder feature; ``y``: high-level decoder map."""
-        y_up = F.interpolate(y, size=x.shape[2:], mode=self.mode, align_corners=self.align_corners)
+        y_up = F.interpolate(y, size=x.shape[2:], mode=self.interpolation_mode, align_corners=self.align_corners)
         return y_up + self.conv2(x) * self.conv1(y)
 
 
@@ -128,7 +148,7 @@ class PANDecoder(nn.Module):
         encoder_channels: the encoder's ``out_channels`` (input first).
         encoder_depth: encoder depth, 3..5.
         decoder_channels: channels of every decoder map.
-        upscale_mode: interpolation mode of the GAU blocks (``"bilinear"``, ``"nearest"``, ...); FPA is
+        interpolation_mode: interpolation mode of the GAU blocks (``"bilinear"``, ``"nearest"``, ...); FPA is
             always bilinear.
         spatial_dims: 2 or 3.
 
@@ -147,7 +167,7 @@ class PANDecoder(nn.Module):
         encoder_channels: Sequence[int],
         encoder_depth: int = 5,
         decoder_channels: int = 32,
-        upscale_mode: str = "bilinear",
+        interpolation_mode: str = "bilinear",
         spatial_dims: int = 2,
     ):
         super().__init__()
@@ -160,20 +180,18 @@ class PANDecoder(nn.Module):
             )
         if isinstance(decoder_channels, bool) or not isinstance(decoder_channels, int) or decoder_channels < 1:
             raise ValueError(f"`decoder_channels` for PAN must be a positive int, got {decoder_channels!r}")
-        self.fpa = FPABlock(encoder_channels[-1], decoder_channels, spatial_dims)
+        self.fpa = FPABlock(encoder_channels[-1], decoder_channels, spatial_dims=spatial_dims)
         # gau{k} fuses encoder stage k+1 into the map from the stage below; stages beyond the depth have none
         # (None attributes add no state-dict keys and keep forward scriptable).
         self.gau3: Optional[GAUBlock] = None
         self.gau2: Optional[GAUBlock] = None
         if encoder_depth >= 5:
-            self.gau3 = GAUBlock(encoder_channels[4], decoder_channels, upscale_mode, spatial_dims)
+            self.gau3 = GAUBlock(encoder_channels[4], decoder_channels, interpolation_mode, spatial_dims)
         if encoder_depth >= 4:
-            self.gau2 = GAUBlock(encoder_channels[3], decoder_channels, upscale_mode, spatial_dims)
-        self.gau1 = GAUBlock(encoder_channels[2], decoder_channels, upscale_mode, spatial_dims)
+            self.gau2 = GAUBlock(encoder_channels[3], decoder_channels, interpolation_mode, spatial_dims)
+        self.gau1 = GAUBlock(encoder_channels[2], decoder_channels, interpolation_mode, spatial_dims)
 
-    def forward(self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if time_emb is not None:
-            raise ValueError("PANDecoder does not take a time embedding")
+    def forward(self, features: List[torch.Tensor]) -> torch.Tensor:
         x = self.fpa(features[-1])
         if self.gau3 is not None:
             x = self.gau3(features[4], x)

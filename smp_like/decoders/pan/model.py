@@ -33,6 +33,11 @@ class PAN(SegmentationModel):
         upsampling: final bilinear up-sampling factor of the head (>= 1; 4 gives the input's size).
         aux_params: dict for the classification head (``classes``, ``pooling``, ``dropout``, ``activation``).
         spatial_dims: 2 for images, 3 for volumes.
+        time_embedding_dim: width of a time embedding that makes the model a diffusion eps-model
+            (``model(x, timesteps)``; see :meth:`~smp_like.base.model.SegmentationModel.enable_time_embedding`),
+            or None (default) for a plain segmentation model.
+        time_injection: how the embedding enters each block: ``"gate_bias"`` (default), ``"gate"``,
+            ``"bias"`` or ``"cross_attention"``.
         input_padding: ``F.pad`` mode used to pad inputs, or None to require sizes SMP accepts (divisible by
             the output stride and at least 8x it).
         **kwargs: passed to the encoder.
@@ -62,6 +67,8 @@ class PAN(SegmentationModel):
         aux_params: Optional[dict] = None,
         spatial_dims: int = 2,
         input_padding: Optional[str] = "constant",
+        time_embedding_dim: Optional[int] = None,
+        time_injection: str = "gate_bias",
         **kwargs: Any,
     ):
         super().__init__()
@@ -96,7 +103,7 @@ class PAN(SegmentationModel):
             encoder_channels=self.encoder.out_channels,
             encoder_depth=encoder_depth,
             decoder_channels=decoder_channels,
-            upscale_mode=decoder_interpolation,
+            interpolation_mode=decoder_interpolation,
             spatial_dims=spatial_dims,
         )
         self.segmentation_head = SegmentationHead(
@@ -112,6 +119,7 @@ class PAN(SegmentationModel):
         )
         self.name = f"pan-{encoder_name}"
         self.initialize()
+        self.enable_time_embedding(time_embedding_dim, time_injection)
 
     @property
     def min_input_size(self) -> int:

@@ -117,8 +117,6 @@ class PSPDecoder(nn.Module):
         )
         self.dropout = nd.dropout_type(spatial_dims)(p=float(dropout))
 
-    def forward(self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if time_emb is not None:
-            raise ValueError("PSPDecoder does not take a time embedding")
+    def forward(self, features: List[torch.Tensor]) -> torch.Tensor:
         x = self.psp(features[-1])
         return self.dropout(self.conv(x))

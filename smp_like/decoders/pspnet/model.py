@@ -34,6 +34,11 @@ class PSPNet(SegmentationModel):
         upsampling: final bilinear up-sampling factor of the head (>= 1).
         aux_params: dict for the classification head (``classes``, ``pooling``, ``dropout``, ``activation``).
         spatial_dims: 2 for images, 3 for volumes.
+        time_embedding_dim: width of a time embedding that makes the model a diffusion eps-model
+            (``model(x, timesteps)``; see :meth:`~smp_like.base.model.SegmentationModel.enable_time_embedding`),
+            or None (default) for a plain segmentation model.
+        time_injection: how the embedding enters each block: ``"gate_bias"`` (default), ``"gate"``,
+            ``"bias"`` or ``"cross_attention"``.
         input_padding: ``F.pad`` mode used to pad inputs to a multiple of the output stride, or None to require
             divisible sizes (SMP's behaviour).
         **kwargs: passed to the encoder (e.g. ``output_stride``).
@@ -62,6 +67,8 @@ class PSPNet(SegmentationModel):
         aux_params: Optional[dict] = None,
         spatial_dims: int = 2,
         input_padding: Optional[str] = "constant",
+        time_embedding_dim: Optional[int] = None,
+        time_injection: str = "gate_bias",
         **kwargs: Any,
     ):
         super().__init__()
@@ -106,6 +113,7 @@ class PSPNet(SegmentationModel):
         )
         self.name = f"psp-{encoder_name}"
         self.initialize()
+        self.enable_time_embedding(time_embedding_dim, time_injection)
 
     @property
     def mask_scale(self) -> Fraction:

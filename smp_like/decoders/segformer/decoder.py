@@ -39,12 +39,12 @@ def check_decoder_args(encoder_depth: Any, segmentation_channels: Any) -> None:
         )
 
 
-class SegformerMLP(nn.Module):
+class SegformerMLP(nn.Module):  # SMP calls it ``MLP``
     """Per-pixel linear projection of a channels-first map of any dimensionality (eq. 4, first line)."""
 
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, skip_channels: int, segmentation_channels: int):  # SMP's argument names
         super().__init__()
-        self.linear = nn.Linear(in_channels, out_channels)
+        self.linear = nn.Linear(skip_channels, segmentation_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Through tokens (B, N, C), as SMP: the result then has SMP's memory layout, so the fusing conv rounds
@@ -52,6 +52,9 @@ class SegformerMLP(nn.Module):
         shape = [x.shape[0], -1] + list(x.shape[2:])
         tokens = self.linear(x.flatten(2).transpose(1, 2))
         return tokens.transpose(1, 2).reshape(shape)
+
+
+MLP = SegformerMLP  # SMP's name
 
 
 class SegformerDecoder(nn.Module):
@@ -94,9 +97,7 @@ class SegformerDecoder(nn.Module):
             spatial_dims=spatial_dims,
         )
 
-    def forward(self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if time_emb is not None:
-            raise ValueError("SegformerDecoder does not take a time embedding")
+    def forward(self, features: List[torch.Tensor]) -> torch.Tensor:
         # Everything is fused at the stride-4 level (features[2]); a stride-2 level is resized down to it.
         size = features[2].shape[2:]
         levels = features[2:] if self.skip_first_level else features[1:]

@@ -32,6 +32,11 @@ class Segformer(SegmentationModel):
         upsampling: bilinear up-sampling factor of the head (>= 1; 4 gives the input's size).
         aux_params: dict for the classification head (``classes``, ``pooling``, ``dropout``, ``activation``).
         spatial_dims: 2 for images, 3 for volumes.
+        time_embedding_dim: width of a time embedding that makes the model a diffusion eps-model
+            (``model(x, timesteps)``; see :meth:`~smp_like.base.model.SegmentationModel.enable_time_embedding`),
+            or None (default) for a plain segmentation model.
+        time_injection: how the embedding enters each block: ``"gate_bias"`` (default), ``"gate"``,
+            ``"bias"`` or ``"cross_attention"``.
         input_padding: ``F.pad`` mode used to pad inputs to a multiple of the output stride, or None to
             require divisible sizes (SMP's behaviour).
         **kwargs: passed to the encoder (e.g. ``output_stride``).
@@ -58,6 +63,8 @@ class Segformer(SegmentationModel):
         aux_params: Optional[dict] = None,
         spatial_dims: int = 2,
         input_padding: Optional[str] = "constant",
+        time_embedding_dim: Optional[int] = None,
+        time_injection: str = "gate_bias",
         **kwargs: Any,
     ):
         super().__init__()
@@ -96,6 +103,7 @@ class Segformer(SegmentationModel):
         )
         self.name = f"segformer-{encoder_name}"
         self.initialize()
+        self.enable_time_embedding(time_embedding_dim, time_injection)
 
     @property
     def mask_scale(self) -> Fraction:

@@ -17,9 +17,30 @@ import torch.nn.functional as F
 from smp_like.base import nd
 from smp_like.base.blocks import SkipFusion, build_block
 from smp_like.base.modules import Attention, ConvNormReLU, parse_norm
+from smp_like.base.norms import NORM_ALIASES
 
 DECODER_BLOCKS = ("conv", "res_conv", "swin", "vmamba")
 DECODER_SKIPS = ("cat", "add", "none")
+
+
+class UnetCenterBlock(nn.Sequential):
+    """Two 3x3 conv-norm-ReLU blocks (children 0, 1) on the deepest feature, before the first decoder block.
+
+    SMP's Unet builds and applies it for VGG encoders (``add_center_block``); same keys (``decoder.center.*``)
+    and outputs, so SMP's VGG-Unet checkpoints load.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        use_norm: Union[bool, str, Dict[str, Any]] = "batchnorm",
+        spatial_dims: int = 2,
+    ):
+        super().__init__(
+            ConvNormReLU(in_channels, out_channels, 3, padding=1, use_norm=use_norm, spatial_dims=spatial_dims),
+            ConvNormReLU(out_channels, out_channels, 3, padding=1, use_norm=use_norm, spatial_dims=spatial_dims),
+        )
 
 
 class UnetDecoderBlock(nn.Module):
@@ -48,9 +69,9 @@ class UnetDecoderBlock(nn.Module):
         x: torch.Tensor,
         size: List[int],
         skip: Optional[torch.Tensor] = None,
-        embedding: Optional[torch.Tensor] = None,
+        time_emb: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        if embedding is not None:  # a diffusion model injects into this block through a hook instead
+        if time_emb is not None:  # a diffusion model injects into this block through a hook instead
             raise ValueError("UnetDecoderBlock does not take an embedding")
         # Resizing to the skip's exact size (rather than x2) is what lets any input size through.
         x = F.interpolate(x, size=size, mode=self.interpolation_mode)
@@ -61,7 +82,6 @@ class UnetDecoderBlock(nn.Module):
 
 
 # decoder_use_norm names -> ConvBlock norm names (for decoder_block="res_conv").
-_CONV_BLOCK_NORMS = {"batchnorm": "batch", "identity": None, "layernorm": "layer", "instancenorm": "instance"}
 # Arguments the decoder sets itself; never accepted from decoder_block_kwargs (time goes through the model's
 # time_embedding_dim, which hooks every block).
 _RESERVED_KWARGS = ("in_channels", "out_channels", "channels", "spatial_dims", "stride", "time_embedding_dim",
@@ -90,7 +110,7 @@ def decoder_block_options(decoder_block: str) -> Tuple[str, ...]:
 
         return tuple(_parameter_names(ConvBlock.__init__))
     if decoder_block == "swin":
-        from smp_like.encoders._transformer_blocks import SwinStage
+        from smp_like.encoders.transformer_blocks import SwinStage
 
         return tuple(_parameter_names(SwinStage.__init__))
     from smp_like.encoders._vmamba_blocks import VMambaStage, check_block_kwargs
@@ -134,12 +154,12 @@ def check_decoder_block_kwargs(decoder_block: str, kwargs: Dict[str, Any]) -> No
 def _conv_block_norm(use_norm: Union[bool, str, Dict[str, Any]]) -> Optional[str]:
     spec = parse_norm(use_norm)
     kind = spec.pop("type")
-    if kind not in _CONV_BLOCK_NORMS or spec:
+    if kind not in NORM_ALIASES or spec:
         raise ValueError(
-            f"decoder_block='res_conv' maps `decoder_use_norm` to one of {tuple(_CONV_BLOCK_NORMS)} (no extra "
+            f"decoder_block='res_conv' maps `decoder_use_norm` to one of {tuple(NORM_ALIASES)} (no extra "
             f"parameters), got {use_norm!r}; pass decoder_block_kwargs={{'norm': ...}} instead"
         )
-    return _CONV_BLOCK_NORMS[kind]
+    return kind  # SMP's name: an alias in make_norm_layer's vocabulary
 
 
 class FlemmeDecoderBlock(nn.Module):
@@ -155,7 +175,7 @@ class FlemmeDecoderBlock(nn.Module):
     * ``res_conv``: :func:`~smp_like.base.blocks.build_block` ``("res_conv", fused, out)`` (He et al. 2016),
       norm from ``use_norm`` unless ``block_kwargs`` sets ``norm``;
     * ``swin``: a 1x1 conv projection to ``out_channels`` then
-      :class:`~smp_like.encoders._transformer_blocks.SwinStage` (Liu et al. 2021) at ``out_channels``;
+      :class:`~smp_like.encoders.transformer_blocks.SwinStage` (Liu et al. 2021) at ``out_channels``;
     * ``vmamba``: the same projection then :class:`~smp_like.encoders._vmamba_blocks.VMambaStage` (Liu et al. 2024).
 
     Args:
@@ -215,7 +235,7 @@ class FlemmeDecoderBlock(nn.Module):
             conv = nd.conv_type(spatial_dims)
             projection = conv(fused, out_channels, 1) if fused != out_channels else nn.Identity()
             if decoder_block == "swin":
-                from smp_like.encoders._transformer_blocks import SwinStage
+                from smp_like.encoders.transformer_blocks import SwinStage
 
                 stage: nn.Module = SwinStage(out_channels, spatial_dims, **block_kwargs)
             else:
@@ -226,7 +246,7 @@ class FlemmeDecoderBlock(nn.Module):
         self.attention2 = Attention(attention_type, in_channels=out_channels, spatial_dims=spatial_dims)
 
     @property
-    def supports_time_embedding(self) -> bool:
+    def takes_time_embedding(self) -> bool:
         """The res_conv, swin and vmamba bodies inject an embedding inside every block (the conv body does not)."""
         return self.decoder_block != "conv"
 
@@ -251,18 +271,18 @@ class FlemmeDecoderBlock(nn.Module):
         x: torch.Tensor,
         size: List[int],
         skip: Optional[torch.Tensor] = None,
-        embedding: Optional[torch.Tensor] = None,
+        time_emb: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         x = F.interpolate(x, size=size, mode=self.interpolation_mode)
         if self.fusion.mode != "none":
             x = self.fusion(x, skip)
         x = self.attention1(x)
-        if embedding is None:
+        if time_emb is None:
             x = self.body(x)
         elif self.decoder_block == "res_conv":
-            x = self.body(x, embedding)
+            x = self.body(x, time_emb)
         else:
-            x = self.body[1](self.body[0](x), embedding)
+            x = self.body[1](self.body[0](x), time_emb)
         return self.attention2(x)
 
 
@@ -279,6 +299,7 @@ class UnetDecoder(nn.Module):
             :class:`UnetDecoderBlock`, anything else a :class:`FlemmeDecoderBlock`.
         decoder_skip: one of :data:`DECODER_SKIPS`.
         block_kwargs: options of the block body (see :func:`decoder_block_options`).
+        add_center_block: apply a :class:`UnetCenterBlock` to the deepest feature first (SMP does for VGG).
 
     Raises:
         ValueError: if the number of blocks and ``decoder_channels`` disagree, or for a bad block option.
@@ -287,7 +308,7 @@ class UnetDecoder(nn.Module):
     # Sub-modules (fnmatch patterns over named_modules) after which a diffusion model injects its time embedding.
     time_injection_points = ("blocks.*",)
     # Python-side only: TorchScript would otherwise compile the property.
-    __jit_unused_properties__ = ["supports_time_embedding"]
+    __jit_unused_properties__ = ["blocks_take_time_embedding"]
 
     def __init__(
         self,
@@ -301,6 +322,7 @@ class UnetDecoder(nn.Module):
         decoder_block: str = "conv",
         decoder_skip: str = "cat",
         block_kwargs: Optional[Dict[str, Any]] = None,
+        add_center_block: bool = False,
     ):
         super().__init__()
         block_kwargs = check_decoder_options(decoder_block, decoder_skip, block_kwargs)
@@ -314,7 +336,11 @@ class UnetDecoder(nn.Module):
         deep_to_shallow = list(encoder_channels[1:])[::-1]
         in_channels = [deep_to_shallow[0]] + list(decoder_channels[:-1])
         skip_channels = deep_to_shallow[1:] + [0]
-        self.center = nn.Identity()
+        self.center = (
+            UnetCenterBlock(deep_to_shallow[0], deep_to_shallow[0], use_norm, spatial_dims)
+            if add_center_block
+            else nn.Identity()
+        )
         if decoder_block == "conv" and decoder_skip == "cat":
             # SMP's block: same modules and state-dict keys as segmentation_models_pytorch.
             self.blocks = nn.ModuleList(
@@ -331,10 +357,10 @@ class UnetDecoder(nn.Module):
             )
 
     @property
-    def supports_time_embedding(self) -> bool:
+    def blocks_take_time_embedding(self) -> bool:
         """True when every block injects a time embedding inside its body (decoder_block res_conv, swin or vmamba);
         SMP's conv blocks get it from the model's hooks after each block instead."""
-        return all(getattr(block, "supports_time_embedding", False) for block in self.blocks)
+        return all(getattr(block, "takes_time_embedding", False) for block in self.blocks)
 
     def enable_time_embedding(self, embedding_dim: int, mode: str = "gate_bias") -> None:
         """Give every block's body its embedding injections; ``forward(features, time_emb)`` then passes them on.
@@ -342,7 +368,7 @@ class UnetDecoder(nn.Module):
         Raises:
             ValueError: when a block cannot take one (SMP's conv block).
         """
-        if not self.supports_time_embedding:
+        if not self.blocks_take_time_embedding:
             raise ValueError("UnetDecoder with decoder_block='conv' takes no time embedding inside its blocks")
         for block in self.blocks:
             block.enable_time_embedding(embedding_dim, mode)

@@ -7,7 +7,7 @@ from smp_like.base import nd
 from smp_like.base.heads import SegmentationHead, build_classification_head
 from smp_like.base.hub import HubMixin
 from smp_like.base.model import SegmentationModel
-from smp_like.decoders.hierarchical.deep_supervision import DeepSupervisionMixin
+from smp_like.base.deep_supervision import DeepSupervisionMixin
 from smp_like.decoders.unet.decoder import UnetDecoder, check_decoder_block_kwargs, check_decoder_options
 from smp_like.encoders import get_encoder
 
@@ -31,8 +31,13 @@ class Unet(DeepSupervisionMixin, SegmentationModel):
         activation: activation after the head (``"sigmoid"``, ``"softmax"``, ... or None).
         aux_params: dict for the classification head (``classes``, ``pooling``, ``dropout``, ``activation``).
         spatial_dims: 2 for images, 3 for volumes.
+        time_embedding_dim: width of a time embedding that makes the model a diffusion eps-model
+            (``model(x, timesteps)``; see :meth:`~smp_like.base.model.SegmentationModel.enable_time_embedding`),
+            or None (default) for a plain segmentation model.
+        time_injection: how the embedding enters each block: ``"gate_bias"`` (default), ``"gate"``,
+            ``"bias"`` or ``"cross_attention"``.
         deep_supervision: add a 1x1 side head on every decoder stage; in training mode ``forward`` then returns
-            ``(main, sides)`` (see :mod:`smp_like.decoders.hierarchical.deep_supervision`). Eager mode only (no
+            ``(main, sides)`` (see :mod:`smp_like.base.deep_supervision`). Eager mode only (no
             TorchScript). Off by default, which keeps SMP's modules, state-dict keys and outputs.
         decoder_block: ``"conv"`` (default: SMP's block), ``"res_conv"``, ``"swin"`` or ``"vmamba"`` — a decoder
             that mirrors the encoder, as Flemme's UNet / SwinU / VMambaU (see ``docs/unet_decoder_blocks.md``).
@@ -77,6 +82,8 @@ class Unet(DeepSupervisionMixin, SegmentationModel):
         decoder_block: str = "conv",
         decoder_skip: str = "cat",
         decoder_block_kwargs: Optional[Dict[str, Any]] = None,
+        time_embedding_dim: Optional[int] = None,
+        time_injection: str = "gate_bias",
         **kwargs: Any,
     ):
         super().__init__()
@@ -122,6 +129,8 @@ class Unet(DeepSupervisionMixin, SegmentationModel):
             decoder_block=decoder_block,
             decoder_skip=decoder_skip,
             block_kwargs=decoder_block_kwargs,
+            # SMP's Unet puts a center block on VGG encoders (no stride-32 pooling before the decoder).
+            add_center_block=isinstance(encoder_name, str) and encoder_name.startswith("vgg"),
         )
         self.segmentation_head = SegmentationHead(
             in_channels=decoder_channels[-1], out_channels=classes, activation=activation, spatial_dims=spatial_dims
@@ -134,3 +143,4 @@ class Unet(DeepSupervisionMixin, SegmentationModel):
         )
         self.name = f"u-{encoder_name}"
         self.initialize()
+        self.enable_time_embedding(time_embedding_dim, time_injection)

@@ -26,10 +26,12 @@ class CenterBlock(nn.Sequential):
     state-dict compatibility and does the same, so SMP checkpoints give SMP's outputs.
     """
 
-    def __init__(self, channels: int, use_norm: NormSpec = "batchnorm", spatial_dims: int = 2):
+    def __init__(
+        self, in_channels: int, out_channels: int, use_norm: NormSpec = "batchnorm", spatial_dims: int = 2
+    ):
         super().__init__(
-            ConvNormReLU(channels, channels, 3, padding=1, use_norm=use_norm, spatial_dims=spatial_dims),
-            ConvNormReLU(channels, channels, 3, padding=1, use_norm=use_norm, spatial_dims=spatial_dims),
+            ConvNormReLU(in_channels, out_channels, 3, padding=1, use_norm=use_norm, spatial_dims=spatial_dims),
+            ConvNormReLU(out_channels, out_channels, 3, padding=1, use_norm=use_norm, spatial_dims=spatial_dims),
         )
 
 
@@ -96,7 +98,8 @@ class UnetPlusPlusDecoder(nn.Module):
         out_channels = list(decoder_channels)
         self.depth = len(in_channels) - 1  # index of the last (output) node on the top row
 
-        self.center = CenterBlock(deep_to_shallow[0], use_norm, spatial_dims) if center else nn.Identity()
+        head = deep_to_shallow[0]
+        self.center = CenterBlock(head, head, use_norm, spatial_dims) if center else nn.Identity()
 
         def block(in_ch: int, skip_ch: int, out_ch: int) -> UnetDecoderBlock:
             return UnetDecoderBlock(
@@ -117,9 +120,7 @@ class UnetPlusPlusDecoder(nn.Module):
         blocks[f"x_0_{self.depth}"] = block(in_channels[-1], 0, out_channels[-1])
         self.blocks = nn.ModuleDict(blocks)
 
-    def forward(self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if time_emb is not None:
-            raise ValueError("UnetPlusPlusDecoder does not take a time embedding")
+    def forward(self, features: List[torch.Tensor]) -> torch.Tensor:
         return self.forward_stages(features)[0]
 
     def forward_stages(self, features: List[torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor]]:

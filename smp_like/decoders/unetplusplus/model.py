@@ -8,7 +8,7 @@ from smp_like.base.heads import SegmentationHead, build_classification_head
 from smp_like.base.hub import HubMixin
 from smp_like.base.model import SegmentationModel
 from smp_like.base.modules import ATTENTION_TYPES, parse_norm
-from smp_like.decoders.hierarchical.deep_supervision import DeepSupervisionMixin
+from smp_like.base.deep_supervision import DeepSupervisionMixin
 from smp_like.decoders.unetplusplus.decoder import UnetPlusPlusDecoder
 from smp_like.encoders import get_encoder
 
@@ -40,10 +40,15 @@ class UnetPlusPlus(DeepSupervisionMixin, SegmentationModel):
         activation: activation after the head (``"sigmoid"``, ``"softmax"``, ... or None).
         aux_params: dict for the classification head (``classes``, ``pooling``, ``dropout``, ``activation``).
         spatial_dims: 2 for images, 3 for volumes.
+        time_embedding_dim: width of a time embedding that makes the model a diffusion eps-model
+            (``model(x, timesteps)``; see :meth:`~smp_like.base.model.SegmentationModel.enable_time_embedding`),
+            or None (default) for a plain segmentation model.
+        time_injection: how the embedding enters each block: ``"gate_bias"`` (default), ``"gate"``,
+            ``"bias"`` or ``"cross_attention"``.
         input_padding: ``F.pad`` mode used to pad inputs to a multiple of the output stride (the mask is cropped
             back), or None to raise SMP's error for such inputs.
         deep_supervision: add a 1x1 side head on every decoder stage (the top-row nodes ``x_0_j``); in training mode
-            ``forward`` then returns ``(main, sides)`` (see :mod:`smp_like.decoders.hierarchical.deep_supervision`).
+            ``forward`` then returns ``(main, sides)`` (see :mod:`smp_like.base.deep_supervision`).
             Eager mode only (no TorchScript). Off by default, which keeps SMP's modules, state-dict keys and
             outputs.
         **kwargs: passed to the encoder (e.g. ``output_stride``).
@@ -78,6 +83,8 @@ class UnetPlusPlus(DeepSupervisionMixin, SegmentationModel):
         spatial_dims: int = 2,
         input_padding: Optional[str] = "constant",
         deep_supervision: bool = False,
+        time_embedding_dim: Optional[int] = None,
+        time_injection: str = "gate_bias",
         **kwargs: Any,
     ):
         super().__init__()
@@ -139,3 +146,4 @@ class UnetPlusPlus(DeepSupervisionMixin, SegmentationModel):
         )
         self.name = f"unetplusplus-{encoder_name}"
         self.initialize()
+        self.enable_time_embedding(time_embedding_dim, time_injection)

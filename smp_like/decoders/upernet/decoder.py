@@ -22,6 +22,9 @@ PSP_POOL_SIZES = (1, 2, 3, 6)
 NormSpec = Union[bool, str, Dict[str, Any]]
 
 
+LayerNorm2d = ChannelLayerNorm  # SMP's name: LayerNorm over the channels of a channels-first map
+
+
 class PSPModule(nn.Module):
     """Pyramid pooling (Zhao et al. 2017, sec. 3.2): pool to 1, 2, 3, 6 bins, 1x1 conv-norm-ReLU each,
     upsample, concat after the input, 3x3 conv-BN-ReLU."""
@@ -30,7 +33,7 @@ class PSPModule(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
-        pool_sizes: Sequence[int] = PSP_POOL_SIZES,
+        sizes: Sequence[int] = PSP_POOL_SIZES,
         use_norm: NormSpec = "batchnorm",
         spatial_dims: int = 2,
     ):
@@ -44,12 +47,12 @@ class PSPModule(nn.Module):
                     in_channels, out_channels, kernel_size=1, use_norm=use_norm, spatial_dims=spatial_dims
                 ),
             )
-            for size in pool_sizes
+            for size in sizes
         )
         # The fusing conv keeps batchnorm whatever ``use_norm`` says, as in SMP (state-dict keys depend on
         # it).
         self.out_conv = ConvNormReLU(
-            in_channels + len(pool_sizes) * out_channels,
+            in_channels + len(sizes) * out_channels,
             out_channels,
             kernel_size=3,
             padding=1,
@@ -57,31 +60,35 @@ class PSPModule(nn.Module):
             spatial_dims=spatial_dims,
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[2:]
+    def forward(self, feature: torch.Tensor) -> torch.Tensor:
+        size = feature.shape[2:]
         pooled = [
-            F.interpolate(block(x), size=size, mode=self.interpolation_mode, align_corners=False)
+            F.interpolate(block(feature), size=size, mode=self.interpolation_mode, align_corners=False)
             for block in self.blocks
         ]
-        return self.out_conv(torch.cat([x] + pooled, dim=1))
+        return self.out_conv(torch.cat([feature] + pooled, dim=1))
 
 
 class FPNLateralBlock(nn.Module):
-    """FPN top-down step: 1x1 conv-norm-ReLU on the skip plus the coarser level resized to the skip's size."""
+    """FPN top-down step: 1x1 conv-norm-ReLU on the lateral (encoder) feature plus the coarser state resized to
+    its size. Argument names are SMP's."""
 
     def __init__(
-        self, skip_channels: int, out_channels: int, use_norm: NormSpec = "batchnorm", spatial_dims: int = 2
+        self, lateral_channels: int, out_channels: int, use_norm: NormSpec = "batchnorm", spatial_dims: int = 2
     ):
         super().__init__()
         self.interpolation_mode = nd.interpolation_mode("bilinear", spatial_dims)
         self.conv_norm_relu = ConvNormReLU(
-            skip_channels, out_channels, kernel_size=1, use_norm=use_norm, spatial_dims=spatial_dims
+            lateral_channels, out_channels, kernel_size=1, use_norm=use_norm, spatial_dims=spatial_dims
         )
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        skip = self.conv_norm_relu(skip)
+    def forward(self, state_feature: torch.Tensor, lateral_feature: torch.Tensor) -> torch.Tensor:
+        lateral_feature = self.conv_norm_relu(lateral_feature)
         # Upsampled term first: the sum then takes its (contiguous) memory layout, as SMP's does.
-        return F.interpolate(x, size=skip.shape[2:], mode=self.interpolation_mode, align_corners=False) + skip
+        upsampled = F.interpolate(
+            state_feature, size=lateral_feature.shape[2:], mode=self.interpolation_mode, align_corners=False
+        )
+        return upsampled + lateral_feature
 
 
 def check_decoder_args(encoder_depth: Any, decoder_channels: Any, use_norm: NormSpec) -> None:
@@ -183,9 +190,7 @@ class UPerNetDecoder(nn.Module):
                 "twice the output stride)"
             )
 
-    def forward(self, features: List[torch.Tensor], time_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if time_emb is not None:
-            raise ValueError("UPerNetDecoder does not take a time embedding")
+    def forward(self, features: List[torch.Tensor]) -> torch.Tensor:
         levels: List[torch.Tensor] = []  # strides 4, 8, ..., channel-normalised
         for i, norm in enumerate(self.feature_norms):
             levels.append(dense_when_exporting(norm(features[i + 2])))

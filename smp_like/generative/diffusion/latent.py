@@ -15,8 +15,8 @@ from typing import Any, Dict, Optional, Union
 
 import torch
 
-from smp_like.base.hub import CLASS_KEY, model_class_for
-from smp_like.base.model import MODEL_REGISTRY
+from smp_like.base.hub import CLASS_KEY
+from smp_like.base.registry import get_model_class
 from smp_like.generative.autoencoder import AE, VAE
 from smp_like.generative.diffusion.model import DDPM, Size
 
@@ -28,7 +28,7 @@ def _build_autoencoder(autoencoder: Union[AE, Dict[str, Any]]) -> AE:
         return autoencoder
     if isinstance(autoencoder, dict):
         config = dict(autoencoder)
-        cls = model_class_for(config.pop(CLASS_KEY, "AE"))
+        cls = get_model_class(config.pop(CLASS_KEY, "AE"))
         if not (isinstance(cls, type) and issubclass(cls, AE)):
             raise ValueError(f"`autoencoder` config must describe an AE or VAE, got {cls.__name__}")
         config["encoder_weights"] = None  # its weights are part of the diffusion model's state dict
@@ -50,7 +50,9 @@ class LDPM(DDPM):
     """
 
     _default_sampler = "ddpm"
-    _loads_checkpoints_of = ("LDPM", "LDIM")
+    _shares_checkpoints = True  # LDPM and LDIM load each other's folders
+    # DDPM's ``in_channels`` is the auto-encoder's ``latent_channels``: not an argument of LDPM.
+    _derived_arguments = ("in_channels",)
 
     def __init__(
         self,
@@ -88,12 +90,11 @@ class LDPM(DDPM):
             for parameter in ae.parameters():
                 parameter.requires_grad = False
             ae.eval()
-        config = dict(self._model_config)
-        config.pop("in_channels", None)
-        self._model_config = dict(
-            config, autoencoder=ae.get_config(), freeze_autoencoder=freeze_autoencoder,
-            latent_scale=float(latent_scale),
-        )
+
+    def _config_overrides(self) -> Dict[str, Any]:
+        """The auto-encoder's own config (its weights are in this model's state dict) and the current
+        ``latent_scale`` (which :meth:`estimate_latent_scale` may have changed)."""
+        return {"autoencoder": self.autoencoder.get_config(), "latent_scale": float(self.latent_scale)}
 
     def train(self, mode: bool = True) -> "LDPM":
         super().train(mode)
@@ -122,7 +123,6 @@ class LDPM(DDPM):
         if not std > 0:
             raise ValueError("the latents of this batch have zero variance; cannot estimate `latent_scale`")
         self.latent_scale.fill_(1.0 / std)
-        self._model_config["latent_scale"] = 1.0 / std
         return 1.0 / std
 
     def loss(  # type: ignore[override]
@@ -150,7 +150,3 @@ class LDIM(LDPM):
     """:class:`LDPM` sampling with DDIM by default; loads LDPM checkpoints."""
 
     _default_sampler = "ddim"
-
-
-for _cls in (LDPM, LDIM):
-    MODEL_REGISTRY[_cls.__name__.lower()] = _cls

@@ -28,9 +28,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from smp_like.base import nd
-from smp_like.base.checks import check_positive_int
+from smp_like.base.checks import check_choice, check_image_batch, check_positive_int
 from smp_like.base.hub import HubMixin
-from smp_like.base.model import MODEL_REGISTRY, check_image_batch
+from smp_like.base.registry import classes_with, get_model_class
 from smp_like.generative.diffusion.scheduler import TIMESTEP_SPACINGS, DiffusionScheduler
 
 __all__ = ["DDPM", "DDIM", "SAMPLERS", "CLASS_EMBEDDINGS", "IMAGE_CONDITIONINGS", "progress_bar"]
@@ -48,11 +48,6 @@ def progress_bar(iterable: Any, enabled: bool, desc: str, total: Optional[int] =
     from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, total=total, leave=False)
-
-
-def _check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {tuple(choices)}, got {value!r}")
 
 
 class DDPM(nn.Module, HubMixin):
@@ -122,9 +117,6 @@ class DDPM(nn.Module, HubMixin):
         **model_kwargs: Any,
     ):
         super().__init__()
-        from smp_like.factory import get_model_class
-
-        requested_sampler = sampler
         sampler = self._default_sampler if sampler is None else sampler
         nd.check_spatial_dims(spatial_dims)
         check_positive_int("in_channels", in_channels)
@@ -132,10 +124,10 @@ class DDPM(nn.Module, HubMixin):
         check_positive_int("num_classes", num_classes, allow_none=True)
         check_positive_int("condition_channels", condition_channels, allow_none=True)
         check_positive_int("num_inference_steps", num_inference_steps)
-        _check_choice("class_embedding", class_embedding, CLASS_EMBEDDINGS)
-        _check_choice("image_conditioning", image_conditioning, IMAGE_CONDITIONINGS)
-        _check_choice("sampler", sampler, SAMPLERS)
-        _check_choice("timestep_spacing", timestep_spacing, TIMESTEP_SPACINGS)
+        check_choice("class_embedding", class_embedding, CLASS_EMBEDDINGS)
+        check_choice("image_conditioning", image_conditioning, IMAGE_CONDITIONINGS)
+        check_choice("sampler", sampler, SAMPLERS)
+        check_choice("timestep_spacing", timestep_spacing, TIMESTEP_SPACINGS)
         if not 0.0 <= condition_dropout < 1.0:
             raise ValueError(f"`condition_dropout` must lie in [0, 1), got {condition_dropout!r}")
         if not eta >= 0:
@@ -156,9 +148,8 @@ class DDPM(nn.Module, HubMixin):
                                      guidance_scale)
 
         model_class = get_model_class(architecture)
-        if not getattr(model_class, "supports_time_embedding", False):
-            capable = sorted(c.__name__ for c in set(MODEL_REGISTRY.values())
-                             if getattr(c, "supports_time_embedding", False))
+        if not getattr(model_class, "accepts_time_embedding", False):
+            capable = classes_with("accepts_time_embedding")
             raise ValueError(
                 f"architecture {architecture!r} ({model_class.__name__}) cannot take a time embedding, so it cannot "
                 f"be an eps-model; architectures that can: {capable}"
@@ -215,32 +206,9 @@ class DDPM(nn.Module, HubMixin):
         self.timestep_spacing = timestep_spacing
         self.eta = float(eta)
         self.name = f"{type(self).__name__.lower()}-{architecture}-{encoder_name}"
-        self._model_config: Dict[str, Any] = dict(
-            architecture=architecture,
-            encoder_name=encoder_name,
-            encoder_weights=encoder_weights,
-            in_channels=in_channels,
-            time_embedding_dim=time_embedding_dim,
-            time_injection=time_injection,
-            **self.scheduler.config,
-            num_classes=num_classes,
-            class_embedding=class_embedding,
-            condition_channels=condition_channels,
-            image_conditioning=image_conditioning,
-            condition_encoder_name=condition_encoder_name,
-            condition_dropout=condition_dropout,
-            guidance_scale=guidance_scale,
-            # None = the class's default, so a DDPM checkpoint loaded as DDIM samples with DDIM.
-            sampler=requested_sampler,
-            num_inference_steps=num_inference_steps,
-            timestep_spacing=timestep_spacing,
-            eta=eta,
-            spatial_dims=spatial_dims,
-            **model_kwargs,
-        )
 
     # The DDPM/DDIM pair share weights: either class loads the other's checkpoints.
-    _loads_checkpoints_of: Tuple[str, ...] = ("DDPM", "DDIM")
+    _shares_checkpoints = True
 
     @staticmethod
     def _check_guidance_defined(
@@ -445,7 +413,7 @@ class DDPM(nn.Module, HubMixin):
             (num_samples, in_channels, *size) samples (in [-clip_range, clip_range] with ``clip_sample``).
         """
         sampler = self.sampler if sampler is None else sampler
-        _check_choice("sampler", sampler, SAMPLERS)
+        check_choice("sampler", sampler, SAMPLERS)
         steps = self.num_inference_steps if num_inference_steps is None else num_inference_steps
         spacing = self.timestep_spacing if timestep_spacing is None else timestep_spacing
         eta = self.eta if eta is None else eta
@@ -507,7 +475,3 @@ class DDIM(DDPM):
     ``DDIM.from_pretrained`` loads a DDPM checkpoint (and the other way round) without retraining."""
 
     _default_sampler = "ddim"
-
-
-for _cls in (DDPM, DDIM):
-    MODEL_REGISTRY[_cls.__name__.lower()] = _cls

@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from smp_like.base.model import MODEL_REGISTRY, check_image_batch
+from smp_like.base.checks import check_image_batch
 from smp_like.generative.diffusion.model import DDPM
 
 __all__ = ["SDPM", "SDIM"]
@@ -37,7 +37,9 @@ class SDPM(DDPM):
     """
 
     _default_sampler = "ddpm"
-    _loads_checkpoints_of = ("SDPM", "SDIM")
+    _shares_checkpoints = True  # SDPM and SDIM load each other's folders
+    # DDPM arguments that SDPM sets itself (the image is the condition, the mask is what is diffused).
+    _derived_arguments = ("condition_channels", "num_classes", "class_embedding")
 
     def __init__(
         self,
@@ -67,13 +69,6 @@ class SDPM(DDPM):
         self.num_ensemble = num_ensemble
         self.image_channels = in_channels
         self.classes = classes
-        config: Dict[str, Any] = dict(self._model_config)
-        for internal in ("in_channels", "condition_channels", "num_classes", "class_embedding"):
-            config.pop(internal, None)
-        self._model_config = dict(
-            config, in_channels=in_channels, classes=classes, num_ensemble=num_ensemble,
-            image_conditioning=image_conditioning,
-        )
 
     def loss(  # type: ignore[override]
         self, images: torch.Tensor, masks: torch.Tensor, generator: Optional[torch.Generator] = None
@@ -118,7 +113,3 @@ class SDIM(SDPM):
     """:class:`SDPM` sampling with DDIM by default (``num_inference_steps``, ``eta``); loads SDPM checkpoints."""
 
     _default_sampler = "ddim"
-
-
-for _cls in (SDPM, SDIM):
-    MODEL_REGISTRY[_cls.__name__.lower()] = _cls

@@ -1,4 +1,6 @@
-"""Shared n-d transformer parts for the Flemme-style ``vit`` and ``swin`` encoder families.
+"""Shared n-d transformer token layers, blocks and stages: used by the Flemme-style ``vit`` and ``swin`` encoders
+(:mod:`smp_like.encoders.flemme_transformer`) and by decoders (Unet's ``swin`` decoder block), which may import
+this public module.
 
 Tokens are kept internally as channels-last grids ``(N, *grid, C)``; features leave the encoders channels-first
 ``(N, C, *grid)``.
@@ -15,8 +17,7 @@ Tokens are kept internally as channels-last grids ``(N, *grid, C)``; features le
   table, padding/cropping for grids that are not multiples of the window and a shifted-window mask computed for the
   actual padded grid.
 * :class:`SwinPair`, :class:`ResidualSwinPair` — the ``double_swin`` and ``res_swin`` building blocks.
-* :class:`SwinStage`, :class:`ViTStage` — channels-first stages for decoders, ``forward(x, embedding=None)``.
-* :class:`FlemmeTransformerEncoder` — the hierarchical encoder both families share.
+* :class:`SwinStage`, :class:`ViTStage` — channels-first stages for decoders, ``forward(x, time_emb=None)``.
 
 Every block takes an optional embedding ``(N, E)`` and injects it, after the attention residual and before the MLP,
 with :class:`~smp_like.base.embedding.EmbeddingInjection` (``channel_dim=-1``).
@@ -30,18 +31,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from smp_like.base.checks import check_positive_int
+from smp_like.base.checks import check_per_axis, check_per_stage, check_positive_int, check_probability
 from smp_like.base.embedding import EmbeddingInjection, check_injection_mode
 from smp_like.base.modules import DropPath
 from smp_like.base.nd import check_spatial_dims, conv_type, interpolation_mode
 from smp_like.base.norms import make_activation
-from smp_like.encoders._base import EncoderMixin
 
 __all__ = [
     "NORMALIZATIONS",
     "AbsolutePositionEmbedding",
     "DropPath",
-    "FlemmeTransformerEncoder",
+    "SWIN_BUILDING_BLOCKS",
+    "TokenStage",
+    "VIT_BUILDING_BLOCKS",
+    "blocks_per_unit",
+    "make_blocks",
     "Mlp",
     "PatchEmbedding",
     "PatchMerging",
@@ -57,20 +61,6 @@ __all__ = [
 NORMALIZATIONS = ("layer", "rms")
 
 
-def _probability(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"`{name}` must be a float in [0, 1), got {value!r}")
-    return float(value)
-
-
-def _per_axis(name: str, value: Any, spatial_dims: int) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value,) * spatial_dims
-    if not isinstance(value, (tuple, list)) or len(value) != spatial_dims:
-        raise ValueError(f"`{name}` must be a positive int or {spatial_dims} positive ints, got {value!r}")
-    for v in value:
-        check_positive_int(name, v)
-    return tuple(int(v) for v in value)
 
 
 def make_token_norm(normalization: str, channels: int) -> nn.Module:
@@ -183,7 +173,7 @@ class AbsolutePositionEmbedding(nn.Module):
 
     def __init__(self, channels: int, spatial_dims: int, reference_grid: int | Sequence[int] = 16):
         super().__init__()
-        self.reference_grid = _per_axis("pos_embedding_grid", reference_grid, spatial_dims)
+        self.reference_grid = check_per_axis("pos_embedding_grid", reference_grid, spatial_dims)
         self.mode = interpolation_mode("linear", spatial_dims)
         self.embedding = nn.Parameter(torch.zeros(1, channels, *self.reference_grid))
         nn.init.trunc_normal_(self.embedding, std=0.02)
@@ -217,15 +207,15 @@ class _InjectableBlock(nn.Module):
             self.channels, embedding_dim, mode, num_heads=self._injection_heads
         )
 
-    def _inject(self, x: torch.Tensor, embedding: torch.Tensor | None) -> torch.Tensor:
-        if embedding is None:
+    def _inject(self, x: torch.Tensor, time_emb: torch.Tensor | None) -> torch.Tensor:
+        if time_emb is None:
             return x
         if self.injection is None:
             raise ValueError(
                 "an embedding was given to a block without injection; call enable_time_embedding(embedding_dim, "
                 "mode) or build with time_embedding_dim=..."
             )
-        return self.injection(x, embedding, channel_dim=-1)
+        return self.injection(x, time_emb, channel_dim=-1)
 
 
 def _check_heads(channels: int, num_heads: int) -> int:
@@ -261,7 +251,7 @@ class ViTBlock(_InjectableBlock):
         self.proj = nn.Linear(channels, channels)
         self.dropout = dropout
         self.proj_drop = nn.Dropout(dropout)
-        self.drop_path = DropPath(_probability("drop_path", drop_path))
+        self.drop_path = DropPath(check_probability("drop_path", drop_path))
         self.norm2 = make_token_norm(normalization, channels)
         self.mlp = Mlp(channels, mlp_hidden_ratio, activation, dropout)
 
@@ -275,9 +265,9 @@ class ViTBlock(_InjectableBlock):
         out = out.transpose(1, 2).reshape(n, -1, c)
         return self.proj_drop(self.proj(out)).reshape(x.shape)
 
-    def forward(self, x: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, time_emb: torch.Tensor | None = None) -> torch.Tensor:
         x = x + self.drop_path(self.attention(self.norm1(x)))
-        x = self._inject(x, embedding)
+        x = self._inject(x, time_emb)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
@@ -338,7 +328,7 @@ class SwinBlock(_InjectableBlock):
         super().__init__()
         self.spatial_dims = check_spatial_dims(spatial_dims, (1, 2, 3))
         self.num_heads = _check_heads(channels, num_heads)
-        self.window_size = _per_axis("window_size", window_size, spatial_dims)
+        self.window_size = check_per_axis("window_size", window_size, spatial_dims)
         self.shift = bool(shift)
         self._init_injection(channels, num_heads)
         self.norm1 = make_token_norm(normalization, channels)
@@ -346,7 +336,7 @@ class SwinBlock(_InjectableBlock):
         self.proj = nn.Linear(channels, channels)
         self.attn_drop = nn.Dropout(dropout)
         self.proj_drop = nn.Dropout(dropout)
-        self.drop_path = DropPath(_probability("drop_path", drop_path))
+        self.drop_path = DropPath(check_probability("drop_path", drop_path))
         self.norm2 = make_token_norm(normalization, channels)
         self.mlp = Mlp(channels, mlp_hidden_ratio, activation, dropout)
         rows = math.prod(2 * w - 1 for w in self.window_size)
@@ -432,9 +422,9 @@ class SwinBlock(_InjectableBlock):
             x = torch.roll(x, shifts=shift, dims=dims)
         return x[(slice(None),) + tuple(slice(0, g) for g in grid)]
 
-    def forward(self, x: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, time_emb: torch.Tensor | None = None) -> torch.Tensor:
         x = x + self.drop_path(self.attention(self.norm1(x)))
-        x = self._inject(x, embedding)
+        x = self._inject(x, time_emb)
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
@@ -481,8 +471,8 @@ class SwinPair(nn.Module):
         self.regular.enable_time_embedding(embedding_dim, mode)
         self.shifted.enable_time_embedding(embedding_dim, mode)
 
-    def forward(self, x: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
-        return self.shifted(self.regular(x, embedding), embedding)
+    def forward(self, x: torch.Tensor, time_emb: torch.Tensor | None = None) -> torch.Tensor:
+        return self.shifted(self.regular(x, time_emb), time_emb)
 
 
 class ResidualSwinPair(nn.Module):
@@ -501,15 +491,15 @@ class ResidualSwinPair(nn.Module):
     def enable_time_embedding(self, embedding_dim: int, mode: str = "gate_bias") -> None:
         self.pair.enable_time_embedding(embedding_dim, mode)
 
-    def forward(self, x: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
-        return self.pair(self.project(x), embedding) + self.shortcut(x)
+    def forward(self, x: torch.Tensor, time_emb: torch.Tensor | None = None) -> torch.Tensor:
+        return self.pair(self.project(x), time_emb) + self.shortcut(x)
 
 
 SWIN_BUILDING_BLOCKS = ("swin", "double_swin", "res_swin")
 VIT_BUILDING_BLOCKS = ("vit",)
 
 
-def _blocks_per_unit(building_block: str) -> int:
+def blocks_per_unit(building_block: str) -> int:
     return 2 if building_block in ("double_swin", "res_swin") else 1
 
 
@@ -552,7 +542,7 @@ def make_blocks(
     return nn.ModuleList(blocks)
 
 
-class _TokenStage(nn.Module):
+class TokenStage(nn.Module):
     """Blocks of one width applied in sequence to channels-last tokens."""
 
     def __init__(self, blocks: nn.ModuleList):
@@ -563,9 +553,9 @@ class _TokenStage(nn.Module):
         for block in self.blocks:
             block.enable_time_embedding(embedding_dim, mode)
 
-    def forward(self, x: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, time_emb: torch.Tensor | None = None) -> torch.Tensor:
         for block in self.blocks:
-            x = block(x, embedding)
+            x = block(x, time_emb)
         return x
 
 
@@ -598,11 +588,11 @@ class _ChannelsFirstStage(nn.Module):
             raise ValueError(
                 f"`building_block` must be one of {self.building_blocks}, got {building_block!r}"
             )
-        _probability("dropout", dropout)
-        _probability("drop_path", drop_path)
-        n_attention = num_blocks * _blocks_per_unit(building_block)
+        check_probability("dropout", dropout)
+        check_probability("drop_path", drop_path)
+        n_attention = num_blocks * blocks_per_unit(building_block)
         self.spatial_dims = spatial_dims
-        self.stage = _TokenStage(
+        self.stage = TokenStage(
             make_blocks(
                 building_block,
                 channels,
@@ -625,12 +615,12 @@ class _ChannelsFirstStage(nn.Module):
         """Add an EmbeddingInjection of width ``embedding_dim`` to every block."""
         self.stage.enable_time_embedding(embedding_dim, mode)
 
-    def forward(self, x: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, time_emb: torch.Tensor | None = None) -> torch.Tensor:
         if x.dim() != self.spatial_dims + 2:
             raise ValueError(
                 f"`x` must be (N, C, *spatial) with {self.spatial_dims} spatial dims, got {tuple(x.shape)}"
             )
-        return self.stage(x.movedim(1, -1), embedding).movedim(-1, 1)
+        return self.stage(x.movedim(1, -1), time_emb).movedim(-1, 1)
 
 
 class SwinStage(_ChannelsFirstStage):
@@ -648,7 +638,7 @@ class SwinStage(_ChannelsFirstStage):
         time_injection: ``gate_bias``, ``gate``, ``bias`` or ``cross_attention``.
 
     Forward:
-        ``forward(x, embedding=None)`` → tensor shaped like ``x``.
+        ``forward(x, time_emb=None)`` → tensor shaped like ``x``.
     """
 
     building_blocks = SWIN_BUILDING_BLOCKS
@@ -659,294 +649,3 @@ class ViTStage(_ChannelsFirstStage):
     :class:`SwinStage`; ``window_size`` is ignored; ``building_block="vit"``)."""
 
     building_blocks = VIT_BUILDING_BLOCKS
-
-
-def _per_stage(name: str, value: Any, count: int, check) -> list:
-    if isinstance(value, (list, tuple)):
-        if len(value) < count:
-            raise ValueError(
-                f"`{name}` needs at least {count} entries (one per stage) for this depth, got {value!r}"
-            )
-        return [check(name, v) for v in value[:count]]
-    return [check(name, value)] * count
-
-
-class FlemmeTransformerEncoder(nn.Module, EncoderMixin):
-    """Hierarchical Flemme-style transformer encoder (base of ``vit`` and ``swin``).
-
-    Layout for ``patch_size = 2^k`` and ``depth = D``: patch embedding to ``patch_channel`` (stride ``2^k``), the
-    stage-0 blocks, then ``D − k`` down stages (patch merging to ``down_channels[i]``, then blocks), then — when
-    ``middle_channels`` is given — a linear projection and ``num_middle_blocks`` blocks at ``middle_channels`` on
-    the deepest stage. Feature ``j`` (``1 ≤ j ≤ D``) has stride ``2^j``; features with ``j < k`` are 0-channel
-    placeholders (as SMP does for transformers). Sizes are ``ceil(input / 2^j)``.
-
-    Args:
-        in_channels: input channels.
-        depth: number of returned stages after the input (``encoder_depth``); at least ``log2(patch_size)``.
-        spatial_dims: 2 or 3.
-        patch_size: power of two.
-        patch_channel: width after the patch embedding.
-        down_channels: widths after each down stage (at least ``depth − log2(patch_size)`` entries).
-        middle_channels: width of the middle blocks on the deepest stage (None: no middle blocks).
-        building_block: family-specific (``vit``; ``swin`` / ``double_swin`` / ``res_swin``).
-        num_blocks: building blocks per stage (int or one per stage).
-        num_middle_blocks: building blocks at ``middle_channels``.
-        normalization: ``layer`` or ``rms`` (token norm).
-        num_norm_groups: accepted for Flemme compatibility (a conv-norm option); must be a positive int, unused.
-        activation: MLP non-linearity.
-        dropout: dropout in attention and MLP.
-        drop_path: stochastic-depth rate of the last block, increasing linearly from 0 over all blocks.
-        num_heads: int (must divide every width) or one per stage (+1 for the middle); None: ``width // 32``.
-        mlp_hidden_ratio: MLP hidden width over the token width.
-        qkv_bias: bias on the query/key/value projection.
-        window_size: Swin window (int or per axis); ignored by ViT.
-        abs_pos_embedding: add an interpolated absolute position embedding after the patch embedding.
-        pos_embedding_grid: reference grid of that embedding (int or per axis).
-        time_embedding_dim: if given, calls ``enable_time_embedding(time_embedding_dim, time_injection)``.
-        time_injection: ``gate_bias``, ``gate``, ``bias`` or ``cross_attention``.
-
-    Raises:
-        ValueError: naming the argument, for unknown or invalid values.
-    """
-
-    supports_time_embedding = True
-    _building_blocks: tuple[str, ...] = ()
-    _family = "transformer"
-
-    def __init__(
-        self,
-        in_channels: int = 3,
-        depth: int = 5,
-        spatial_dims: int = 2,
-        patch_size: int = 4,
-        patch_channel: int = 64,
-        down_channels: Sequence[int] = (128, 256, 512, 512),
-        middle_channels: int | None = None,
-        building_block: str | None = None,
-        num_blocks: int | Sequence[int] = 2,
-        num_middle_blocks: int = 1,
-        normalization: str = "layer",
-        num_norm_groups: int = 8,
-        activation: str = "gelu",
-        dropout: float = 0.0,
-        drop_path: float = 0.0,
-        num_heads: int | Sequence[int] | None = None,
-        mlp_hidden_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        window_size: int | Sequence[int] = 7,
-        abs_pos_embedding: bool = False,
-        pos_embedding_grid: int | Sequence[int] = 16,
-        time_embedding_dim: int | None = None,
-        time_injection: str = "gate_bias",
-        **kwargs: Any,
-    ):
-        super().__init__()
-        if kwargs:
-            raise ValueError(
-                f"unknown argument(s) {sorted(kwargs)} for the {self._family!r} encoder; valid: "
-                f"{sorted(_ENCODER_ARGUMENTS)}"
-            )
-        check_positive_int("in_channels", in_channels)
-        check_positive_int("depth", depth)
-        self._spatial_dims = check_spatial_dims(spatial_dims, (2, 3))
-        check_positive_int("patch_size", patch_size)
-        if patch_size & (patch_size - 1):
-            raise ValueError(f"`patch_size` must be a power of two (1, 2, 4, 8, ...), got {patch_size!r}")
-        k = patch_size.bit_length() - 1
-        if depth < k:
-            raise ValueError(
-                f"`depth`={depth} must be at least log2(patch_size)={k} for patch_size={patch_size}"
-            )
-        check_positive_int("patch_channel", patch_channel)
-        building_block = building_block or self._building_blocks[0]
-        if building_block not in self._building_blocks:
-            raise ValueError(
-                f"`building_block` must be one of {self._building_blocks}, got {building_block!r}"
-            )
-        if normalization not in NORMALIZATIONS:
-            raise ValueError(f"`normalization` must be one of {NORMALIZATIONS}, got {normalization!r}")
-        check_positive_int("num_norm_groups", num_norm_groups)
-        make_activation(activation, channel_dim=-1)
-        _probability("dropout", dropout)
-        _probability("drop_path", drop_path)
-        if (
-            isinstance(mlp_hidden_ratio, bool)
-            or not isinstance(mlp_hidden_ratio, (int, float))
-            or mlp_hidden_ratio <= 0
-        ):
-            raise ValueError(f"`mlp_hidden_ratio` must be a positive number, got {mlp_hidden_ratio!r}")
-        if not isinstance(qkv_bias, bool):
-            raise TypeError(f"`qkv_bias` must be a bool, got {qkv_bias!r}")
-        if not isinstance(abs_pos_embedding, bool):
-            raise TypeError(f"`abs_pos_embedding` must be a bool, got {abs_pos_embedding!r}")
-        window = _per_axis("window_size", window_size, spatial_dims)
-        n_down = depth - k
-        if isinstance(down_channels, int) or not isinstance(down_channels, (list, tuple)):
-            raise TypeError(f"`down_channels` must be a list of positive ints, got {down_channels!r}")
-        if len(down_channels) < n_down:
-            raise ValueError(
-                f"`down_channels` needs at least depth - log2(patch_size) = {n_down} entries, got {list(down_channels)}"
-            )
-        widths = [patch_channel] + [check_positive_int("down_channels", c) for c in down_channels[:n_down]]
-        if middle_channels is not None:
-            check_positive_int("middle_channels", middle_channels)
-        check_positive_int("num_middle_blocks", num_middle_blocks)
-        counts = _per_stage("num_blocks", num_blocks, len(widths), check_positive_int)
-        all_widths = widths + ([middle_channels] if middle_channels is not None else [])
-        if num_heads is None:
-            heads = [max(1, w // 32) for w in all_widths]
-            heads = [h if w % h == 0 else 1 for h, w in zip(heads, all_widths)]
-        else:
-            heads = _per_stage("num_heads", num_heads, len(all_widths), check_positive_int)
-        for h, w in zip(heads, all_widths):
-            if w % h:
-                raise ValueError(f"`num_heads`={num_heads!r} must divide every stage width {all_widths}")
-        if time_embedding_dim is not None:
-            check_injection_mode(time_injection)
-
-        self._in_channels = in_channels
-        self._depth = depth
-        self._patch_exponent = k
-        self._dilation_refusal = (f"the Flemme {self._family} encoder", "its patch merging cannot be dilated")
-        channels = [in_channels] + [0 if j < k else widths[j - k] for j in range(1, depth + 1)]
-        if middle_channels is not None:
-            channels[-1] = middle_channels
-        self._out_channels = tuple(channels)
-
-        per_unit = _blocks_per_unit(building_block)
-        total = per_unit * (sum(counts) + (num_middle_blocks if middle_channels is not None else 0))
-        rates = [drop_path * i / max(1, total - 1) for i in range(total)]
-        common = {
-            "mlp_hidden_ratio": mlp_hidden_ratio,
-            "qkv_bias": qkv_bias,
-            "dropout": dropout,
-            "normalization": normalization,
-            "activation": activation,
-            "window_size": window,
-        }
-        self.patch_embed = PatchEmbedding(in_channels, patch_channel, patch_size, spatial_dims, normalization)
-        self.pos_embed = (
-            AbsolutePositionEmbedding(patch_channel, spatial_dims, pos_embedding_grid)
-            if abs_pos_embedding
-            else None
-        )
-        self.pos_drop = nn.Dropout(dropout)
-        self.stages = nn.ModuleList()
-        self.downs = nn.ModuleList()
-        used = 0
-        for i, (width, count) in enumerate(zip(widths, counts)):
-            if i > 0:
-                self.downs.append(PatchMerging(widths[i - 1], width, spatial_dims, normalization))
-            n_rates = count * per_unit
-            self.stages.append(
-                _TokenStage(
-                    make_blocks(
-                        building_block,
-                        width,
-                        spatial_dims,
-                        count,
-                        rates[used : used + n_rates],
-                        num_heads=heads[i],
-                        **common,
-                    )
-                )
-            )
-            used += n_rates
-        self.middle_proj: nn.Module | None = None
-        self.middle: nn.Module | None = None
-        if middle_channels is not None:
-            self.middle_proj = (
-                nn.Linear(widths[-1], middle_channels) if middle_channels != widths[-1] else nn.Identity()
-            )
-            self.middle = _TokenStage(
-                make_blocks(
-                    building_block,
-                    middle_channels,
-                    spatial_dims,
-                    num_middle_blocks,
-                    rates[used:],
-                    num_heads=heads[-1],
-                    **common,
-                )
-            )
-        self.apply(self._init_weights)
-        if time_embedding_dim is not None:
-            self.enable_time_embedding(time_embedding_dim, time_injection)
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-
-    @property
-    def reductions(self) -> tuple[int, ...]:
-        return tuple(2**j for j in range(self._depth + 1))
-
-    def enable_time_embedding(self, embedding_dim: int, mode: str = "gate_bias") -> None:
-        """Add an :class:`~smp_like.base.embedding.EmbeddingInjection` of width ``embedding_dim`` to every block, so
-        ``forward(x, time_emb)`` injects ``time_emb`` (N, embedding_dim) by ``mode``.
-
-        Raises:
-            ValueError: for a bad ``embedding_dim`` or ``mode``.
-        """
-        check_injection_mode(mode)
-        check_positive_int("time_embedding_dim", embedding_dim)
-        for stage in self.stages:
-            stage.enable_time_embedding(embedding_dim, mode)
-        if self.middle is not None:
-            self.middle.enable_time_embedding(embedding_dim, mode)
-
-    def forward(self, x: torch.Tensor, time_emb: torch.Tensor | None = None) -> list[torch.Tensor]:
-        d = self._spatial_dims
-        if x.dim() != d + 2 or x.shape[1] != self._in_channels:
-            raise ValueError(
-                f"`x` must be (N, {self._in_channels}, *spatial) with {d} spatial dims, got {tuple(x.shape)}"
-            )
-        features = [x]
-        k = self._patch_exponent
-        for j in range(1, min(k, self._depth + 1)):
-            size = [-(-s // 2**j) for s in x.shape[2:]]
-            features.append(x.new_zeros([x.shape[0], 0] + size))
-        tokens = self.patch_embed(x)
-        if self.pos_embed is not None:
-            tokens = self.pos_embed(tokens)
-        tokens = self.pos_drop(tokens)
-        last = len(self.stages) - 1
-        for i, stage in enumerate(self.stages):
-            if i > 0:
-                tokens = self.downs[i - 1](tokens)
-            tokens = stage(tokens, time_emb)
-            if i == last and self.middle is not None:
-                tokens = self.middle(self.middle_proj(tokens), time_emb)
-            if k + i >= 1:
-                features.append(tokens.movedim(-1, 1))
-        return features
-
-
-_ENCODER_ARGUMENTS = (
-    "in_channels",
-    "depth",
-    "spatial_dims",
-    "patch_size",
-    "patch_channel",
-    "down_channels",
-    "middle_channels",
-    "building_block",
-    "num_blocks",
-    "num_middle_blocks",
-    "normalization",
-    "num_norm_groups",
-    "activation",
-    "dropout",
-    "drop_path",
-    "num_heads",
-    "mlp_hidden_ratio",
-    "qkv_bias",
-    "window_size",
-    "abs_pos_embedding",
-    "pos_embedding_grid",
-    "time_embedding_dim",
-    "time_injection",
-)
