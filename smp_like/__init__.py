@@ -37,9 +37,9 @@ def __getattr__(name: str) -> Any:
     elif name == "MODEL_ARCHITECTURES_MAPPING":
         # SMP's {lower-case name: class} table. It is the live registry create_model reads (every architecture
         # registers itself on import), so adding an entry makes create_model know it, as in SMP.
-        from smp_like.factory import _registry
+        from smp_like.base.registry import load_builtin_models
 
-        value = _registry()
+        value = load_builtin_models()
     elif name in _LAZY_MODULES:
         value = importlib.import_module(f"smp_like.{name}")
     else:

@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from smp_like.inference.masks import argmax_channels
 from smp_like.inference.sliding_window import count_windows, sliding_window
 from smp_like.inference.tta import TTA, TRANSFORM_SETS, get_activation, tta_transforms
 from smp_like.io.images import IMAGE_SUFFIXES
@@ -212,18 +213,6 @@ class _Predictor:
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             return self._inner(batch.to(self.device)).float().cpu()
-
-
-def argmax_channels(probs: np.ndarray) -> np.ndarray:
-    """``probs.argmax(0)`` (first maximum wins) as one pass per class: reducing over the outer axis of a large
-    ``(K, H, W)`` array is many times slower in numpy and torch on a CPU."""
-    index = np.zeros(probs.shape[1:], np.uint8 if probs.shape[0] <= 256 else np.uint16)
-    best = probs[0].copy()
-    for k in range(1, probs.shape[0]):
-        better = probs[k] > best
-        index[better] = k
-        np.maximum(best, probs[k], out=best)
-    return index
 
 
 def _mask_from_probs(probs: np.ndarray, task: str, threshold: float) -> np.ndarray:

@@ -111,7 +111,7 @@ def predict_tiff(
         ValueError: for a channel mismatch, a window larger than the image, or a model whose output size differs.
         ImageReadError: for an unreadable file or segment.
     """
-    from smp_like.inference.predict import argmax_channels
+    from smp_like.inference.masks import argmax_channels
     from smp_like.io import default_palette
     from smp_like.io.tiled import TiffRowReader, TiledTiffWriter
 
