@@ -14,11 +14,32 @@ import torch
 from torch import nn
 
 from smp_like.base import nd
-from smp_like.base.modules import SCSEModule
+from smp_like.base.exportable import AdaptiveAvgPool
 
-__all__ = ["ATTENTIONS", "CBAM", "SelfAttentionNd", "SqueezeExcitation", "make_attention"]
+__all__ = ["ATTENTIONS", "CBAM", "SCSEModule", "SelfAttentionNd", "SqueezeExcitation", "make_attention"]
 
 ATTENTIONS = ("scse", "se", "cbam", "self")
+
+
+class SCSEModule(nn.Module):
+    """Concurrent spatial and channel squeeze-excitation (Roy et al., 2018, eq. 1-3): x·cSE(x) + x·sSE(x)."""
+
+    def __init__(self, in_channels: int, reduction: int = 16, spatial_dims: int = 2):
+        super().__init__()
+        conv = nd.conv_type(spatial_dims)
+        # At least one hidden channel: SMP's in_channels // reduction is 0 below 16 channels and then fails.
+        hidden = max(1, in_channels // reduction)
+        self.cSE = nn.Sequential(
+            AdaptiveAvgPool(1, spatial_dims),
+            conv(in_channels, hidden, 1),
+            nn.ReLU(inplace=True),
+            conv(hidden, in_channels, 1),
+            nn.Sigmoid(),
+        )
+        self.sSE = nn.Sequential(conv(in_channels, 1, 1), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.cSE(x) + x * self.sSE(x)
 
 
 def _spatial_axes(x: torch.Tensor) -> tuple:

@@ -6,10 +6,13 @@ import torch
 import torch.nn as nn
 
 from smp_like.base import nd
-from smp_like.base.exportable import AdaptiveAvgPool
+from smp_like.base.attention import ATTENTIONS, SCSEModule, make_attention
+from smp_like.base.norms import ChannelLayerNorm, make_activation
 
 NORM_TYPES = ("batchnorm", "identity", "layernorm", "instancenorm", "inplace")
-ATTENTION_TYPES = (None, "scse")
+# One vocabulary with the block toolkit: SMP's None / "scse" plus every name of base.attention.ATTENTIONS.
+ATTENTION_TYPES = (None,) + ATTENTIONS
+# SMP's names; any other torch.nn activation name ("relu", "gelu", "silu", ...) is built by norms.make_activation.
 ACTIVATIONS = ("sigmoid", "softmax", "softmax2d", "logsoftmax", "tanh", "argmax", "argmax2d", "clamp", "identity")
 
 
@@ -33,19 +36,6 @@ class DropPath(nn.Module):
 
     def extra_repr(self) -> str:
         return f"drop_prob={self.drop_prob:.3f}"
-
-
-class ChannelLayerNorm(nn.LayerNorm):
-    """LayerNorm over the channel axis of a channels-first tensor of any dimensionality.
-
-    Same parameters (``weight``, ``bias``) as ``nn.LayerNorm(channels)``, so state dicts match SMP's; unlike a
-    plain ``nn.LayerNorm`` it normalises channels rather than the last spatial axis.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.movedim(x, 1, -1)
-        x = nn.functional.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        return torch.movedim(x, -1, 1)
 
 
 def parse_norm(use_norm: Union[bool, str, Dict[str, Any]]) -> Dict[str, Any]:
@@ -173,29 +163,9 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-class SCSEModule(nn.Module):
-    """Concurrent spatial and channel squeeze-excitation (Roy et al., 2018, eq. 1-3): x·cSE(x) + x·sSE(x)."""
-
-    def __init__(self, in_channels: int, reduction: int = 16, spatial_dims: int = 2):
-        super().__init__()
-        conv = nd.conv_type(spatial_dims)
-        # At least one hidden channel: SMP's in_channels // reduction is 0 below 16 channels and then fails.
-        hidden = max(1, in_channels // reduction)
-        self.cSE = nn.Sequential(
-            AdaptiveAvgPool(1, spatial_dims),
-            conv(in_channels, hidden, 1),
-            nn.ReLU(inplace=True),
-            conv(hidden, in_channels, 1),
-            nn.Sigmoid(),
-        )
-        self.sSE = nn.Sequential(conv(in_channels, 1, 1), nn.Sigmoid())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.cSE(x) + x * self.sSE(x)
-
-
 class Attention(nn.Module):
-    """Named attention wrapper (``None`` -> identity, ``"scse"`` -> :class:`SCSEModule`)."""
+    """Named attention (SMP's wrapper): ``None`` -> identity, ``"scse"`` -> :class:`SCSEModule` (SMP's keys), and
+    the block toolkit's ``"se"``, ``"cbam"``, ``"self"`` (:func:`~smp_like.base.attention.make_attention`)."""
 
     def __init__(self, name: Optional[str], **params: Any):
         super().__init__()
@@ -203,6 +173,9 @@ class Attention(nn.Module):
             self.attention = nn.Identity()
         elif name == "scse":
             self.attention = SCSEModule(**params)
+        elif name in ATTENTION_TYPES:
+            channels = params.pop("in_channels")
+            self.attention = make_attention(name, channels, **params)
         else:
             raise ValueError(f"`decoder_attention_type` must be one of {ATTENTION_TYPES}, got {name!r}")
 
@@ -251,8 +224,12 @@ class Activation(nn.Module):
             self.activation = Clamp(**params)
         elif callable(name):
             self.activation = name(**params)
+        elif isinstance(name, str) and not params:
+            # One vocabulary with the block toolkit: any torch.nn activation by name (raises, listing them).
+            self.activation = make_activation(name)
         else:
-            raise ValueError(f"`activation` must be None, a callable or one of {ACTIVATIONS}, got {name!r}")
+            raise ValueError(f"`activation` must be None, a callable, one of {ACTIVATIONS} or a torch.nn "
+                             f"activation name, got {name!r}")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.activation(x)

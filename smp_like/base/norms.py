@@ -27,7 +27,6 @@ import torch
 from torch import nn
 
 from smp_like.base import nd
-from smp_like.base.modules import ChannelLayerNorm
 
 __all__ = [
     "NORMALIZATIONS",
@@ -43,6 +42,19 @@ __all__ = [
 NORMALIZATIONS = ("batch", "group", "instance", "layer", "rms")
 # SMP's norm names -> this vocabulary (None: no norm).
 NORM_ALIASES = {"batchnorm": "batch", "identity": None, "layernorm": "layer", "instancenorm": "instance"}
+
+
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channel axis of a channels-first tensor of any dimensionality.
+
+    Same parameters (``weight``, ``bias``) as ``nn.LayerNorm(channels)``, so state dicts match SMP's; unlike a
+    plain ``nn.LayerNorm`` it normalises channels rather than the last spatial axis.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.movedim(x, 1, -1)
+        x = nn.functional.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return torch.movedim(x, -1, 1)
 
 
 class ChannelRMSNorm(nn.Module):

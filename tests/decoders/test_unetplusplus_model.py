@@ -231,7 +231,7 @@ def test_strict_mode_raises_smp_style_message():
         (dict(decoder_channels="abcde"), ValueError, r"decoder_channels.*positive ints"),
         (dict(encoder_depth=6, decoder_channels=(8,) * 6), ValueError, r"depth.*1\.\.5.*6"),
         (dict(encoder_depth=2.0, decoder_channels=(8, 8)), ValueError, r"encoder_depth.*int.*2\.0"),
-        (dict(decoder_attention_type="cbam"), ValueError, r"decoder_attention_type.*'cbam'"),
+        (dict(decoder_attention_type="cbam2"), ValueError, r"decoder_attention_type.*'cbam2'"),
         (dict(decoder_use_norm="groupnorm"), ValueError, r"decoder_use_norm.*'groupnorm'"),
         (dict(decoder_interpolation="cubic"), ValueError, r"interpolation.*'cubic'"),
         (dict(classes=-1), ValueError, r"classes.*-1"),
