@@ -300,7 +300,7 @@ def test_decoders_are_scriptable():
         ("DeepLabV3", dict(classes=0), ValueError, r"classes.*0"),
         ("DeepLabV3", dict(spatial_dims=4), ValueError, r"spatial_dims.*\(2, 3\).*4"),
         ("DeepLabV3Plus", dict(input_padding="zeros"), ValueError, r"input_padding.*'zeros'"),
-        ("DeepLabV3", dict(activation="relu6"), ValueError, r"activation.*'relu6'"),
+        ("DeepLabV3", dict(activation="relu7"), ValueError, r"activation.*'relu7'"),
         ("DeepLabV3Plus", dict(aux_params=dict(classes=2, foo=1)), TypeError, r"aux_params.*\['foo'\]"),
         ("DeepLabV3", dict(encoder_name="tu-test_resnet", spatial_dims=3), ValueError, r"2D only.*spatial_dims=3"),
     ],

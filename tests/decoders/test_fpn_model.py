@@ -193,7 +193,7 @@ def test_decoder_refuses_time_embedding():
         (dict(spatial_dims=4), ValueError, r"spatial_dims.*4"),
         (dict(input_padding="zeros"), ValueError, r"input_padding.*'zeros'"),
         (dict(aux_params=dict(classes=2, foo=1)), TypeError, r"aux_params.*\['foo'\]"),
-        (dict(activation="relu6"), ValueError, r"activation.*'relu6'"),
+        (dict(activation="relu7"), ValueError, r"activation.*'relu7'"),
     ],
 )
 def test_bad_construction(kwargs, error, pattern):

@@ -178,7 +178,7 @@ def test_decoder_refuses_time_embedding():
         (dict(classes=0), ValueError, r"classes.*0"),
         (dict(spatial_dims=4), ValueError, r"spatial_dims.*4"),
         (dict(input_padding="zeros"), ValueError, r"input_padding.*'zeros'"),
-        (dict(activation="relu6"), ValueError, r"activation.*'relu6'"),
+        (dict(activation="relu7"), ValueError, r"activation.*'relu7'"),
         (dict(aux_params=dict(pooling="avg")), TypeError, r"aux_params.*'classes'"),
     ],
 )

@@ -236,7 +236,7 @@ def test_create_model_and_name():
         (dict(spatial_dims=4), ValueError, r"spatial_dims.*\(2, 3\).*4"),
         (dict(encoder_name="mit_b9"), ValueError, r"encoder_name.*'mit_b9'.*Did you mean"),
         (dict(aux_params=dict(classes=2, foo=1)), TypeError, r"aux_params.*\['foo'\]"),
-        (dict(activation="relu6"), ValueError, r"activation.*'relu6'"),
+        (dict(activation="relu7"), ValueError, r"activation.*'relu7'"),
         (dict(input_padding="zeros"), ValueError, r"input_padding.*'zeros'"),
     ],
 )

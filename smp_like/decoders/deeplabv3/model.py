@@ -8,6 +8,7 @@ from fractions import Fraction
 from typing import Any, Callable, Iterable, Optional, Tuple, Union
 
 from smp_like.base import nd
+from smp_like.base.checks import check_positive_int
 from smp_like.base.heads import SegmentationHead, build_classification_head
 from smp_like.base.model import SegmentationModel
 from smp_like.decoders.deeplabv3.decoder import DeepLabV3Decoder, DeepLabV3PlusDecoder
@@ -59,8 +60,7 @@ def _check_common(
         0.0 <= decoder_aspp_dropout <= 1.0
     ):
         raise ValueError(f"`decoder_aspp_dropout` must be a probability in [0, 1], got {decoder_aspp_dropout!r}")
-    if not _is_int(classes) or classes < 1:
-        raise ValueError(f"`classes` must be a positive int, got {classes!r}")
+    check_positive_int("classes", classes)
     if upsampling is not None and (not _is_int(upsampling) or upsampling < 1):
         raise ValueError(
             f"`upsampling` must be None (back to the input size) or a positive int scale factor, got {upsampling!r}"

@@ -6,6 +6,7 @@ from typing import Any, Callable, Optional, Sequence, Tuple, Union
 import torch
 
 from smp_like.base import nd
+from smp_like.base.checks import check_positive_int
 from smp_like.base.heads import build_classification_head
 from smp_like.base.model import SegmentationModel
 from smp_like.decoders.dpt.decoder import READOUTS, DPTDecoder, DPTSegmentationHead
@@ -100,8 +101,7 @@ class DPT(SegmentationModel):
             raise ValueError(f"`encoder_depth` must be an int >= 1, got {encoder_depth!r}")
         if decoder_readout not in READOUTS:
             raise ValueError(f"`decoder_readout` must be one of {READOUTS}, got {decoder_readout!r}")
-        if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
-            raise ValueError(f"`classes` must be a positive int, got {classes!r}")
+        check_positive_int("classes", classes)
         if (
             isinstance(decoder_intermediate_channels, (str, bytes))
             or not hasattr(decoder_intermediate_channels, "__len__")

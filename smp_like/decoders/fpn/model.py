@@ -8,6 +8,7 @@ from fractions import Fraction
 from typing import Any, Callable, List, Optional, Union
 
 from smp_like.base import nd
+from smp_like.base.checks import check_positive_int
 from smp_like.base.heads import SegmentationHead, build_classification_head, check_upsampling
 from smp_like.base.hub import HubMixin
 from smp_like.base.model import SegmentationModel
@@ -95,8 +96,7 @@ class FPN(DeepSupervisionMixin, SegmentationModel):
                 "FPN has no `decoder_use_norm`: its segmentation blocks always use GroupNorm(32), as in SMP"
             )
         nd.check_spatial_dims(spatial_dims)
-        if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
-            raise ValueError(f"`classes` must be a positive int, got {classes!r}")
+        check_positive_int("classes", classes)
         if isinstance(encoder_depth, bool) or not isinstance(encoder_depth, int) or encoder_depth < 3:
             raise ValueError(
                 f"Encoder depth for FPN decoder cannot be less than 3: `encoder_depth` must be 3..5, "

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from smp_like.base import nd
+from smp_like.base.checks import check_positive_int
 from smp_like.base.heads import SegmentationHead
 from smp_like.base.initialization import initialize_decoder
 from smp_like.base.model import SegmentationModel
@@ -86,8 +87,7 @@ class HSeM(DeepSupervisionMixin, SegmentationModel):
     ):
         super().__init__()
         nd.check_spatial_dims(spatial_dims)
-        if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
-            raise ValueError(f"`classes` must be a positive int, got {classes!r}")
+        check_positive_int("classes", classes)
         if isinstance(encoder_depth, bool) or not isinstance(encoder_depth, int) or encoder_depth < 1:
             raise ValueError(f"`encoder_depth` must be a positive int, got {encoder_depth!r}")
         if isinstance(decoder_channels, (str, bytes)) or not all(

@@ -4,6 +4,7 @@ import warnings
 from typing import Any, Callable, Dict, Optional, Union
 
 from smp_like.base import nd
+from smp_like.base.checks import check_positive_int
 from smp_like.base.heads import SegmentationHead, build_classification_head
 from smp_like.base.model import SegmentationModel
 from smp_like.decoders.linknet.decoder import PREFINAL_CHANNELS, LinknetDecoder
@@ -69,8 +70,7 @@ class Linknet(SegmentationModel):
             )
             decoder_use_norm = kwargs.pop("decoder_use_batchnorm")
         nd.check_spatial_dims(spatial_dims)
-        if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
-            raise ValueError(f"`classes` must be a positive int, got {classes!r}")
+        check_positive_int("classes", classes)
         if isinstance(encoder_depth, bool) or not isinstance(encoder_depth, int):
             raise ValueError(f"`encoder_depth` must be an int, got {encoder_depth!r}")
         if isinstance(encoder_name, str) and encoder_name.startswith("mit_b"):

@@ -4,6 +4,7 @@ import warnings
 from typing import Any, Callable, Dict, Optional, Sequence, Union
 
 from smp_like.base import nd
+from smp_like.base.checks import check_positive_int
 from smp_like.base.heads import SegmentationHead, build_classification_head
 from smp_like.base.model import SegmentationModel
 from smp_like.base.modules import parse_norm
@@ -84,8 +85,7 @@ class MAnet(SegmentationModel):
         nd.check_spatial_dims(spatial_dims)
         parse_norm(decoder_use_norm)
         nd.interpolation_mode(decoder_interpolation, spatial_dims)
-        if not _is_positive_int(classes):
-            raise ValueError(f"`classes` must be a positive int, got {classes!r}")
+        check_positive_int("classes", classes)
         if not _is_positive_int(decoder_pab_channels):
             raise ValueError(f"`decoder_pab_channels` must be a positive int, got {decoder_pab_channels!r}")
         if isinstance(decoder_channels, (str, bytes)) or not all(_is_positive_int(c) for c in decoder_channels):

@@ -4,6 +4,7 @@ from fractions import Fraction
 from typing import Any, Callable, Optional, Union
 
 from smp_like.base import nd
+from smp_like.base.checks import check_positive_int
 from smp_like.base.heads import SegmentationHead, build_classification_head, check_upsampling
 from smp_like.base.model import SegmentationModel
 from smp_like.decoders.pan.decoder import FPA_MIN_SIZE, PANDecoder
@@ -80,8 +81,7 @@ class PAN(SegmentationModel):
         if "output_stride" in kwargs:
             raise TypeError("PAN takes `encoder_output_stride` (16 or 32), not `output_stride`")
         nd.check_spatial_dims(spatial_dims)
-        if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
-            raise ValueError(f"`classes` must be a positive int, got {classes!r}")
+        check_positive_int("classes", classes)
         if isinstance(encoder_depth, bool) or not isinstance(encoder_depth, int) or not 3 <= encoder_depth <= 5:
             raise ValueError(
                 f"Encoder depth for PAN decoder cannot be less than 3: `encoder_depth` must be 3, 4 or 5, "

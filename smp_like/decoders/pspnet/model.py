@@ -5,6 +5,7 @@ from fractions import Fraction
 from typing import Any, Callable, Dict, Optional, Union
 
 from smp_like.base import nd
+from smp_like.base.checks import check_positive_int
 from smp_like.base.heads import SegmentationHead, build_classification_head, check_upsampling
 from smp_like.base.model import SegmentationModel
 from smp_like.decoders.pspnet.decoder import PSPDecoder
@@ -78,8 +79,7 @@ class PSPNet(SegmentationModel):
             )
             decoder_use_norm = kwargs.pop("psp_use_batchnorm")
         nd.check_spatial_dims(spatial_dims)
-        if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
-            raise ValueError(f"`classes` must be a positive int, got {classes!r}")
+        check_positive_int("classes", classes)
         if isinstance(encoder_depth, bool) or not isinstance(encoder_depth, int):
             raise ValueError(f"`encoder_depth` must be an int, got {encoder_depth!r}")
         check_upsampling(upsampling)

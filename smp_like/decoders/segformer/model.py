@@ -4,6 +4,7 @@ from fractions import Fraction
 from typing import Any, Callable, Optional, Union
 
 from smp_like.base import nd
+from smp_like.base.checks import check_positive_int
 from smp_like.base.heads import SegmentationHead, build_classification_head, check_upsampling
 from smp_like.base.model import SegmentationModel
 from smp_like.decoders.segformer.decoder import SegformerDecoder, check_decoder_args
@@ -69,8 +70,7 @@ class Segformer(SegmentationModel):
     ):
         super().__init__()
         nd.check_spatial_dims(spatial_dims)
-        if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
-            raise ValueError(f"`classes` must be a positive int, got {classes!r}")
+        check_positive_int("classes", classes)
         check_decoder_args(encoder_depth, decoder_segmentation_channels)
         check_upsampling(upsampling)
         # The decoder works at stride 4, so the mask is upsampling / 4 times the (padded) input's size.

@@ -4,6 +4,7 @@ import warnings
 from typing import Any, Callable, Dict, Optional, Sequence, Union
 
 from smp_like.base import nd
+from smp_like.base.checks import check_positive_int
 from smp_like.base.heads import SegmentationHead, build_classification_head
 from smp_like.base.hub import HubMixin
 from smp_like.base.model import SegmentationModel
@@ -93,8 +94,7 @@ class Unet(DeepSupervisionMixin, SegmentationModel):
             )
             decoder_use_norm = kwargs.pop("decoder_use_batchnorm")
         nd.check_spatial_dims(spatial_dims)
-        if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
-            raise ValueError(f"`classes` must be a positive int, got {classes!r}")
+        check_positive_int("classes", classes)
         if isinstance(decoder_channels, (str, bytes)) or not all(
             isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in decoder_channels
         ):

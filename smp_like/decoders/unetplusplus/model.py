@@ -4,6 +4,7 @@ import warnings
 from typing import Any, Callable, Dict, Optional, Sequence, Union
 
 from smp_like.base import nd
+from smp_like.base.checks import check_positive_int
 from smp_like.base.heads import SegmentationHead, build_classification_head
 from smp_like.base.hub import HubMixin
 from smp_like.base.model import SegmentationModel
@@ -105,8 +106,7 @@ class UnetPlusPlus(DeepSupervisionMixin, SegmentationModel):
             raise ValueError(
                 f"`decoder_attention_type` must be one of {ATTENTION_TYPES}, got {decoder_attention_type!r}"
             )
-        if not _is_positive_int(classes):
-            raise ValueError(f"`classes` must be a positive int, got {classes!r}")
+        check_positive_int("classes", classes)
         if isinstance(decoder_channels, (str, bytes)) or not all(_is_positive_int(c) for c in decoder_channels):
             raise ValueError(f"`decoder_channels` must be a sequence of positive ints, got {decoder_channels!r}")
         if isinstance(encoder_depth, bool) or not isinstance(encoder_depth, int):

@@ -4,6 +4,7 @@ from fractions import Fraction
 from typing import Any, Callable, Dict, Optional, Union
 
 from smp_like.base import nd
+from smp_like.base.checks import check_positive_int
 from smp_like.base.heads import SegmentationHead, build_classification_head, check_upsampling
 from smp_like.base.model import SegmentationModel
 from smp_like.decoders.upernet.decoder import UPerNetDecoder, check_decoder_args
@@ -71,8 +72,7 @@ class UPerNet(SegmentationModel):
     ):
         super().__init__()
         nd.check_spatial_dims(spatial_dims)
-        if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
-            raise ValueError(f"`classes` must be a positive int, got {classes!r}")
+        check_positive_int("classes", classes)
         check_decoder_args(encoder_depth, decoder_channels, decoder_use_norm)
         check_upsampling(upsampling)
         # The decoder works at stride 4, so the mask is upsampling / 4 times the (padded) input's size.
