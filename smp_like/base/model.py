@@ -12,7 +12,7 @@ from smp_like.base.checks import check_image_batch
 from smp_like.base.hub import HubMixin
 from smp_like.base.initialization import initialize_decoder, initialize_head
 from smp_like.base.registry import MODEL_REGISTRY, classes_with
-from smp_like.base.strides import PAD_MODES, crop_to_shape, pad_to_size, pad_to_stride, padded_size
+from smp_like.base.strides import PAD_MODES, crop_to_shape, pad_to_size, padded_size
 from smp_like.base.time_conditioning import attach_time_embedding, decoder_time_scope
 
 __all__ = ["MODEL_REGISTRY", "SegmentationModel", "check_image_batch"]
@@ -347,27 +347,43 @@ class SegmentationModel(nn.Module, HubMixin):
             )
         if not self.pads_input:
             return x, spatial
+        return self._pad_to_stride(x, self.input_padding), spatial
+
+    def _pad_to_stride(self, x: torch.Tensor, mode: str) -> torch.Tensor:
+        """Pad ``x`` at its end to a multiple of ``input_stride`` and to at least ``min_input_size`` per axis: the
+        one padding rule of ``forward`` and ``predict_padded`` (crop with :meth:`_crop_to_input`)."""
+        spatial = list(x.shape[2:])
+        min_size = self.min_input_size
         target = list(padded_size(spatial, self.input_stride))
         # A branch on sizes (a shape guard when traced): an exported graph covers either inputs below the
         # minimum or inputs above it, whose size arithmetic then stays simple enough for torch.export.
         if min_size > 1 and any(t < min_size for t in target):
             target = [max(t, min_size) for t in target]
-        return pad_to_size(x, target, self.input_padding), spatial
+        return pad_to_size(x, target, mode)
 
     def _crop_mask(self, masks: torch.Tensor, padded: torch.Tensor, spatial: List[int]) -> torch.Tensor:
         """Keep the part of the mask that covers the unpadded input: ``ceil(size · mask_scale)`` per axis."""
         if not self.pads_input:
             return masks
+        return self._crop_to_input(masks, list(padded.shape[2:]), spatial)
+
+    def _crop_to_input(self, masks: torch.Tensor, padded: List[int], spatial: List[int]) -> torch.Tensor:
+        """Crop a mask computed for an input padded to ``padded`` back to the part that covers the original
+        ``spatial`` size, at the model's ``mask_scale``: ``ceil(size · mask_scale)`` per axis.
+
+        Raises:
+            RuntimeError: if the mask is not ``mask_scale`` x the padded size (a wrong ``mask_scale``).
+        """
         scale = self.mask_scale
         tracing = torch.compiler.is_compiling()
         # Trailing axes: an argmax activation drops the channel axis.
         mask_spatial = list(masks.shape[masks.dim() - len(spatial):])
         if not tracing:
-            expected = [p * scale.numerator // scale.denominator for p in padded.shape[2:]]
+            expected = [p * scale.numerator // scale.denominator for p in padded]
             if mask_spatial != expected:
                 raise RuntimeError(
                     f"{type(self).__name__}: mask size {tuple(mask_spatial)} is not {scale} x the padded input "
-                    f"size {tuple(padded.shape[2:])}; the model's `mask_scale` must say how its head up-samples"
+                    f"size {tuple(padded)}; the model's `mask_scale` must say how its head up-samples"
                 )
         if scale == 1:
             # The input size itself: a crop size free of the network's size arithmetic, which torch.export
@@ -390,12 +406,21 @@ class SegmentationModel(nn.Module, HubMixin):
         return self(x)
 
     def predict_padded(self, x: torch.Tensor, mode: str = "constant") -> Union[torch.Tensor, Tuple[torch.Tensor, ...]]:
-        """``predict`` for any input size: pad to ``input_stride``, run, crop the mask back."""
-        padded, shape = pad_to_stride(x, self.input_stride, mode=mode)
+        """``predict`` for any input size: pad to ``input_stride`` (and ``min_input_size``) with ``mode``, run, and
+        crop the mask back to ``ceil(size · mask_scale)`` per axis, the same rule ``forward`` uses when it pads.
+
+        Raises:
+            ValueError: for a ``mode`` not in :data:`~smp_like.base.strides.PAD_MODES` or a bad input.
+        """
+        if mode not in PAD_MODES:
+            raise ValueError(f"`mode` must be one of {PAD_MODES}, got {mode!r}")
+        check_image_batch(x, self.spatial_dims, self.encoder.in_channels)
+        spatial = list(x.shape[2:])
+        padded = self._pad_to_stride(x, mode)
         out = self.predict(padded)
         if isinstance(out, tuple):
-            return (crop_to_shape(out[0], shape),) + tuple(out[1:])
-        return crop_to_shape(out, shape)
+            return (self._crop_to_input(out[0], list(padded.shape[2:]), spatial),) + tuple(out[1:])
+        return self._crop_to_input(out, list(padded.shape[2:]), spatial)
 
     def freeze_encoder(self) -> None:
         """Stop training the encoder: no gradients, and its norm layers keep their running statistics."""
