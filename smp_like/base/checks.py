@@ -1,5 +1,5 @@
 """Argument checks shared by constructors: one wording for the same mistake everywhere."""
-from typing import Any, Callable, List, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -78,24 +78,52 @@ def check_per_stage(name: str, value: Any, count: int, check: Callable[[str, Any
     return [check(name, value)] * count
 
 
-def check_image_batch(x: Any, spatial_dims: int, in_channels: int) -> None:
-    """Validate a channels-first batch: a tensor of rank ``spatial_dims + 2`` with ``in_channels`` channels.
+def check_image_batch(
+    x: Any,
+    spatial_dims: int,
+    in_channels: int,
+    name: str = "input",
+    floating: bool = True,
+    dtype: Optional[torch.dtype] = None,
+) -> None:
+    """Validate a channels-first batch: a tensor of rank ``spatial_dims + 2`` with ``in_channels`` channels
+    and (with ``floating``) a floating dtype.
 
     Shared by every model's input check, so the messages are the same everywhere.
 
+    Args:
+        x: the batch.
+        spatial_dims: 2 or 3.
+        in_channels: the channel count the model takes.
+        name: what the messages call ``x``.
+        floating: require a floating dtype (float16/bfloat16/float32/float64): an int, bool or uint8 image
+            otherwise fails deep inside the first convolution with torch's "expected scalar type".
+        dtype: the dtype of the model's weights, when the input must match it (outside autocast).
+
     Raises:
-        TypeError: if ``x`` is not a tensor.
+        TypeError: if ``x`` is not a tensor, or (with ``floating``) has a non-floating dtype or one other than
+            ``dtype``, naming it.
         ValueError: naming the expected rank (and layout) or channel count.
     """
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if floating and not torch.is_floating_point(x):
+        raise TypeError(
+            f"{name} must have a floating dtype (e.g. torch.float32), got {x.dtype}; convert it first, e.g. "
+            "x.float() (and scale uint8 images to [0, 1])"
+        )
+    if floating and dtype is not None and x.dtype != dtype:
+        raise TypeError(
+            f"{name} has dtype {x.dtype} but the model's weights are {dtype}; convert one of them (x.to({dtype}) "
+            "or model.to(...)), or run under torch.autocast"
+        )
     layout = "(N, C, H, W)" if spatial_dims == 2 else "(N, C, D, H, W)"
     if x.dim() != spatial_dims + 2:
         raise ValueError(
-            f"input must have {spatial_dims + 2} dims {layout} for a model with spatial_dims={spatial_dims}, "
+            f"{name} must have {spatial_dims + 2} dims {layout} for a model with spatial_dims={spatial_dims}, "
             f"got shape {tuple(x.shape)}"
         )
     if x.shape[1] != in_channels:
         raise ValueError(
-            f"input must have {in_channels} channels (in_channels={in_channels}), got shape {tuple(x.shape)}"
+            f"{name} must have {in_channels} channels (in_channels={in_channels}), got shape {tuple(x.shape)}"
         )

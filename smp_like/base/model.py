@@ -164,7 +164,7 @@ class SegmentationModel(nn.Module, HubMixin):
             TypeError: if ``x`` is not a tensor.
             ValueError: naming what is wrong and, for sizes, the size to pad to.
         """
-        check_image_batch(x, self.spatial_dims, self.encoder.in_channels)
+        check_image_batch(x, self.spatial_dims, self.encoder.in_channels, dtype=self._input_dtype(x))
         if self.requires_divisible_input_shape:
             stride = self.input_stride
             sizes = tuple(x.shape[2:])
@@ -175,6 +175,13 @@ class SegmentationModel(nn.Module, HubMixin):
                     f"Wrong input shape {sizes}: spatial sizes must be divisible by the output stride {stride}. "
                     f"Pad the input to {padded} (smp_like.pad_to_stride(x, {stride}) does it)."
                 )
+
+    def _input_dtype(self, x: torch.Tensor) -> Optional[torch.dtype]:
+        """The dtype an input must have: that of the weights, or None (any float) under autocast, which casts."""
+        if isinstance(x, torch.Tensor) and torch.is_autocast_enabled(x.device.type):
+            return None
+        parameter = next(self.parameters(), None)
+        return None if parameter is None or not parameter.is_floating_point() else parameter.dtype
 
     @property
     def mask_scale(self) -> Fraction:
@@ -198,7 +205,25 @@ class SegmentationModel(nn.Module, HubMixin):
         if torch.jit.is_scripting():
             return self._forward_scripted(x)
         else:
-            return self._forward_eager(x, timesteps, embedding)
+            try:
+                return self._forward_eager(x, timesteps, embedding)
+            except ValueError as error:
+                raise self._explain_batch_norm_error(error, x) from error
+
+    @torch.jit.unused
+    def _explain_batch_norm_error(self, error: ValueError, x: torch.Tensor) -> ValueError:
+        """torch's terse BatchNorm error for a batch of one meeting a 1x1 map, with its cause and remedies (as
+        SMP's DeepLabV3 words it); any other error unchanged."""
+        message = str(error)
+        if not message.startswith("Expected more than 1 value per channel when training, got input size"):
+            return error
+        return ValueError(
+            f"{message}. {type(self).__name__} in training mode got a batch of {x.shape[0]} with spatial size "
+            f"{tuple(x.shape[2:])}: a BatchNorm layer met a 1x1 feature map (the deepest features are the input "
+            f"size / output stride {self.output_stride}, and pooling branches reduce to 1x1), where one sample "
+            "gives no batch statistics. Use a batch of at least 2 samples, a larger input, or call model.eval() "
+            "for inference."
+        )
 
     def __prepare_scriptable__(self) -> "SegmentationModel":
         """Freeze the Python-side size bookkeeping into plain attributes TorchScript can read (torch.jit.script
