@@ -205,10 +205,18 @@ class SegmentationModel(nn.Module, HubMixin):
         if torch.jit.is_scripting():
             return self._forward_scripted(x)
         else:
-            try:
-                return self._forward_eager(x, timesteps, embedding)
-            except ValueError as error:
-                raise self._explain_batch_norm_error(error, x) from error
+            return self._forward_explained(x, timesteps, embedding)
+
+    @torch.jit.unused
+    def _forward_explained(
+        self, x: torch.Tensor, timesteps: Optional[torch.Tensor] = None, embedding: Optional[torch.Tensor] = None
+    ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        """``_forward_eager`` with torch's BatchNorm error for a batch of one explained (TorchScript cannot
+        compile try/except, hence its own unused method)."""
+        try:
+            return self._forward_eager(x, timesteps, embedding)
+        except ValueError as error:
+            raise self._explain_batch_norm_error(error, x) from error
 
     @torch.jit.unused
     def _explain_batch_norm_error(self, error: ValueError, x: torch.Tensor) -> ValueError:
