@@ -10,6 +10,7 @@ __all__ = [
     "check_per_stage",
     "check_positive_int",
     "check_probability",
+    "check_real",
 ]
 
 
@@ -24,6 +25,47 @@ def check_positive_int(name: str, value: Any, allow_none: bool = False) -> Any:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"`{name}` must be a positive int{' or None' if allow_none else ''}, got {value!r}")
     return value
+
+
+def check_real(
+    name: str,
+    value: Any,
+    low: Optional[float] = None,
+    high: Optional[float] = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """Return ``value`` as a float if it is a finite real number (not a bool or string) within the bounds.
+
+    Args:
+        name: the argument's name, for the message.
+        value: the value to check (int, float or a numpy scalar).
+        low, high: bounds, or None for none.
+        low_open, high_open: whether a bound itself is excluded.
+
+    Raises:
+        TypeError: for a non-number (a string such as ``"0.1"`` included), naming argument and value.
+        ValueError: for NaN, infinity or a value outside the range, naming argument, value and range.
+    """
+    try:
+        import numbers
+
+        is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    except Exception:  # pragma: no cover - numbers is stdlib
+        is_number = False
+    if not is_number:
+        raise TypeError(f"`{name}` must be a real number, got {value!r} ({type(value).__name__})")
+    number = float(value)
+    lo = "-inf" if low is None else f"{low:g}"
+    hi = "inf" if high is None else f"{high:g}"
+    valid = f"{'(' if low is None or low_open else '['}{lo}, {hi}{')' if high is None or high_open else ']'}"
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ValueError(f"`{name}` must be a finite number in {valid}, got {value!r}")
+    if low is not None and (number < low or (low_open and number == low)):
+        raise ValueError(f"`{name}` must lie in {valid}, got {value!r}")
+    if high is not None and (number > high or (high_open and number == high)):
+        raise ValueError(f"`{name}` must lie in {valid}, got {value!r}")
+    return number
 
 
 def check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
