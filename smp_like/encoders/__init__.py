@@ -160,7 +160,8 @@ def _pretrained_settings(name: str, weights: str) -> Dict[str, Any]:
 
 
 def _encoders_supporting(spatial_dims: int) -> List[str]:
-    return sorted(n for n, e in encoders.items() if spatial_dims in tuple(e.get("spatial_dims", (2,))))
+    # list(...) snapshots the table in one step: register_encoder in another thread cannot break the iteration.
+    return sorted(n for n, e in list(encoders.items()) if spatial_dims in tuple(e.get("spatial_dims", (2,))))
 
 
 _NO_VALUE: Any = object()
