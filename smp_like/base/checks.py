@@ -4,6 +4,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import torch
 
 __all__ = [
+    "MAX_CHANNELS",
     "check_choice",
     "check_image_batch",
     "check_per_axis",
@@ -14,16 +15,22 @@ __all__ = [
 ]
 
 
-def check_positive_int(name: str, value: Any, allow_none: bool = False) -> Any:
-    """Return ``value`` if it is a positive int (or None when ``allow_none``).
+# A sanity bound on channel counts: far above any real network, far below sizes that overflow an allocation.
+MAX_CHANNELS = 1 << 16
+
+
+def check_positive_int(name: str, value: Any, allow_none: bool = False, maximum: Optional[int] = None) -> Any:
+    """Return ``value`` if it is a positive int (or None when ``allow_none``), at most ``maximum`` if given.
 
     Raises:
-        ValueError: naming the argument and the value otherwise (bools are not ints here).
+        ValueError: naming the argument, the value and the valid range otherwise (bools are not ints here).
     """
     if value is None and allow_none:
         return value
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"`{name}` must be a positive int{' or None' if allow_none else ''}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"`{name}` must lie in [1, {maximum}], got {value!r}")
     return value
 
 

@@ -241,6 +241,12 @@ def get_encoder(
         WeightsDownloadError: when pretrained weights cannot be fetched.
     """
     weights = _weights_alias(weights, kwargs)
+    if weights is not None and not isinstance(weights, (str, bool)):
+        # A list or dict would fail later as an unhashable key; say what is expected instead.
+        raise TypeError(
+            f"`encoder_weights` must be a weights tag (a str such as 'imagenet') or None, got {weights!r} "
+            f"({type(weights).__name__})"
+        )
     if output_stride not in (8, 16, 32):
         raise ValueError(f"`output_stride` must be one of (8, 16, 32), got {output_stride!r}")
     name = resolve_encoder_name(name, encoders)  # SMP's deprecated timm-* names -> tu-*

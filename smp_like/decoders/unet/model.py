@@ -95,7 +95,7 @@ class Unet(DeepSupervisionMixin, SegmentationModel):
         nd.check_spatial_dims(spatial_dims)
         if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
             raise ValueError(f"`classes` must be a positive int, got {classes!r}")
-        if isinstance(decoder_channels, (str, bytes)) or not all(
+        if not isinstance(decoder_channels, (list, tuple)) or not all(
             isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in decoder_channels
         ):
             raise ValueError(f"`decoder_channels` must be a sequence of positive ints, got {decoder_channels!r}")
