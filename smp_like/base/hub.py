@@ -426,7 +426,15 @@ class HubMixin:
         config.update(model_kwargs)
         # The saved weights include the encoder: never fetch pretrained encoder weights again.
         config["encoder_weights"] = None
+        accepted = inspect.signature(saved_class.__init__).parameters
+        after_build = {
+            name: config.pop(name)
+            for name in getattr(saved_class, "_settings_after_build", ())
+            if name in config and name not in accepted
+        }
         model = saved_class(**config)
+        for name, value in after_build.items():
+            getattr(model, f"set_{name}")(value)
         from safetensors.torch import load_file
 
         weights = _resolve_file(pretrained_model_name_or_path, WEIGHTS_NAME, **hub)

@@ -72,6 +72,8 @@ class SegmentationModel(nn.Module, HubMixin):
     # Decoders that resize every feature to its skip's size work with per-axis encoder strides (e.g. (1, 2, 2)).
     supports_anisotropic_strides: bool = False
     input_padding: Optional[str] = "constant"
+    # Saved settings that a constructor without such an argument receives after the build via set_<name>.
+    _settings_after_build: Tuple[str, ...] = ("input_padding",)
     # Whether ``time_embedding_dim`` can turn the architecture into a diffusion eps-model (see
     # base/time_conditioning.py); the decoder must also name its ``time_injection_points`` or have blocks that take
     # the vector (``blocks_take_time_embedding``). Encoders say whether their own blocks take it with
@@ -137,6 +139,18 @@ class SegmentationModel(nn.Module, HubMixin):
         if input_padding is not None and input_padding not in PAD_MODES:
             raise ValueError(f"`input_padding` must be None or one of {PAD_MODES}, got {input_padding!r}")
         self.input_padding = input_padding
+
+    def _config_overrides(self) -> Dict[str, Any]:
+        """Save the padding chosen last (``set_input_padding`` after construction included), for architectures
+        whose constructor takes ``input_padding``; at its default it stays out of config.json as before."""
+        overrides = dict(super()._config_overrides())
+        recorded = getattr(self, "_model_config", {})
+        # A constructor argument: save the current value. Otherwise only a change from the class default is
+        # saved (applied by from_pretrained with set_input_padding, see ``_settings_after_build``), so the
+        # config.json of an SMP architecture at its defaults gains no key.
+        if "input_padding" in recorded or self.input_padding != type(self).input_padding:
+            overrides["input_padding"] = self.input_padding
+        return overrides
 
     @property
     def input_stride(self) -> Union[int, Tuple[int, ...]]:
