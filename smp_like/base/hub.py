@@ -27,6 +27,9 @@ CLASS_KEY = "_model_class"
 def _jsonable(name: str, value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        # A numpy scalar (np.float32(0.2), np.int64(3)) means its Python value; without numpy imported here.
+        return _jsonable(name, value.item())
     if isinstance(value, (list, tuple)):
         return [_jsonable(name, v) for v in value]
     if isinstance(value, dict):

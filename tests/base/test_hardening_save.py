@@ -37,3 +37,14 @@ def test_default_padding_stays_out_of_config_json(tmp_path):
     model.set_input_padding("constant")
     model.save_pretrained(tmp_path)
     assert "input_padding" not in json.loads((tmp_path / "config.json").read_text())
+
+
+def test_numpy_scalars_in_constructor_arguments_are_saved_as_numbers(tmp_path):
+    np = pytest.importorskip("numpy")
+    model = smp.Unet("resnet18", encoder_weights=None, encoder_depth=3, decoder_channels=(8, 8, 8),
+                     aux_params=dict(classes=2, dropout=np.float32(0.25)))
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["aux_params"] == {"classes": 2, "dropout": 0.25} and config["encoder_depth"] == 3
+    loaded = smp.from_pretrained(str(tmp_path))
+    assert loaded.classification_head is not None
