@@ -1,29 +1,78 @@
 """Argument checks shared by constructors: one wording for the same mistake everywhere."""
-from typing import Any, Callable, List, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 
 __all__ = [
+    "MAX_CHANNELS",
     "check_choice",
     "check_image_batch",
     "check_per_axis",
     "check_per_stage",
     "check_positive_int",
     "check_probability",
+    "check_real",
 ]
 
 
-def check_positive_int(name: str, value: Any, allow_none: bool = False) -> Any:
-    """Return ``value`` if it is a positive int (or None when ``allow_none``).
+# A sanity bound on channel counts: far above any real network, far below sizes that overflow an allocation.
+MAX_CHANNELS = 1 << 16
+
+
+def check_positive_int(name: str, value: Any, allow_none: bool = False, maximum: Optional[int] = None) -> Any:
+    """Return ``value`` if it is a positive int (or None when ``allow_none``), at most ``maximum`` if given.
 
     Raises:
-        ValueError: naming the argument and the value otherwise (bools are not ints here).
+        ValueError: naming the argument, the value and the valid range otherwise (bools are not ints here).
     """
     if value is None and allow_none:
         return value
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"`{name}` must be a positive int{' or None' if allow_none else ''}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"`{name}` must lie in [1, {maximum}], got {value!r}")
     return value
+
+
+def check_real(
+    name: str,
+    value: Any,
+    low: Optional[float] = None,
+    high: Optional[float] = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """Return ``value`` as a float if it is a finite real number (not a bool or string) within the bounds.
+
+    Args:
+        name: the argument's name, for the message.
+        value: the value to check (int, float or a numpy scalar).
+        low, high: bounds, or None for none.
+        low_open, high_open: whether a bound itself is excluded.
+
+    Raises:
+        TypeError: for a non-number (a string such as ``"0.1"`` included), naming argument and value.
+        ValueError: for NaN, infinity or a value outside the range, naming argument, value and range.
+    """
+    try:
+        import numbers
+
+        is_number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    except Exception:  # pragma: no cover - numbers is stdlib
+        is_number = False
+    if not is_number:
+        raise TypeError(f"`{name}` must be a real number, got {value!r} ({type(value).__name__})")
+    number = float(value)
+    lo = "-inf" if low is None else f"{low:g}"
+    hi = "inf" if high is None else f"{high:g}"
+    valid = f"{'(' if low is None or low_open else '['}{lo}, {hi}{')' if high is None or high_open else ']'}"
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ValueError(f"`{name}` must be a finite number in {valid}, got {value!r}")
+    if low is not None and (number < low or (low_open and number == low)):
+        raise ValueError(f"`{name}` must lie in {valid}, got {value!r}")
+    if high is not None and (number > high or (high_open and number == high)):
+        raise ValueError(f"`{name}` must lie in {valid}, got {value!r}")
+    return number
 
 
 def check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
@@ -78,24 +127,52 @@ def check_per_stage(name: str, value: Any, count: int, check: Callable[[str, Any
     return [check(name, value)] * count
 
 
-def check_image_batch(x: Any, spatial_dims: int, in_channels: int) -> None:
-    """Validate a channels-first batch: a tensor of rank ``spatial_dims + 2`` with ``in_channels`` channels.
+def check_image_batch(
+    x: Any,
+    spatial_dims: int,
+    in_channels: int,
+    name: str = "input",
+    floating: bool = True,
+    dtype: Optional[torch.dtype] = None,
+) -> None:
+    """Validate a channels-first batch: a tensor of rank ``spatial_dims + 2`` with ``in_channels`` channels
+    and (with ``floating``) a floating dtype.
 
     Shared by every model's input check, so the messages are the same everywhere.
 
+    Args:
+        x: the batch.
+        spatial_dims: 2 or 3.
+        in_channels: the channel count the model takes.
+        name: what the messages call ``x``.
+        floating: require a floating dtype (float16/bfloat16/float32/float64): an int, bool or uint8 image
+            otherwise fails deep inside the first convolution with torch's "expected scalar type".
+        dtype: the dtype of the model's weights, when the input must match it (outside autocast).
+
     Raises:
-        TypeError: if ``x`` is not a tensor.
+        TypeError: if ``x`` is not a tensor, or (with ``floating``) has a non-floating dtype or one other than
+            ``dtype``, naming it.
         ValueError: naming the expected rank (and layout) or channel count.
     """
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if floating and not torch.is_floating_point(x):
+        raise TypeError(
+            f"{name} must have a floating dtype (e.g. torch.float32), got {x.dtype}; convert it first, e.g. "
+            "x.float() (and scale uint8 images to [0, 1])"
+        )
+    if floating and dtype is not None and x.dtype != dtype:
+        raise TypeError(
+            f"{name} has dtype {x.dtype} but the model's weights are {dtype}; convert one of them (x.to({dtype}) "
+            "or model.to(...)), or run under torch.autocast"
+        )
     layout = "(N, C, H, W)" if spatial_dims == 2 else "(N, C, D, H, W)"
     if x.dim() != spatial_dims + 2:
         raise ValueError(
-            f"input must have {spatial_dims + 2} dims {layout} for a model with spatial_dims={spatial_dims}, "
+            f"{name} must have {spatial_dims + 2} dims {layout} for a model with spatial_dims={spatial_dims}, "
             f"got shape {tuple(x.shape)}"
         )
     if x.shape[1] != in_channels:
         raise ValueError(
-            f"input must have {in_channels} channels (in_channels={in_channels}), got shape {tuple(x.shape)}"
+            f"{name} must have {in_channels} channels (in_channels={in_channels}), got shape {tuple(x.shape)}"
         )

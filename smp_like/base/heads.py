@@ -97,5 +97,9 @@ def check_upsampling(upsampling: Any) -> None:
     Raises:
         ValueError: unless it is a number >= 1 (SMP silently treats values below 1 as no up-sampling).
     """
-    if isinstance(upsampling, bool) or not isinstance(upsampling, (int, float)) or not upsampling >= 1:
-        raise ValueError(f"`upsampling` must be a number >= 1 (1 = no up-sampling), got {upsampling!r}")
+    if (
+        isinstance(upsampling, bool)
+        or not isinstance(upsampling, (int, float))
+        or not 1 <= upsampling < float("inf")  # NaN fails both comparisons; inf has no mask size
+    ):
+        raise ValueError(f"`upsampling` must be a finite number >= 1 (1 = no up-sampling), got {upsampling!r}")

@@ -27,6 +27,9 @@ CLASS_KEY = "_model_class"
 def _jsonable(name: str, value: Any) -> Any:
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0 and hasattr(value, "item"):
+        # A numpy scalar (np.float32(0.2), np.int64(3)) means its Python value; without numpy imported here.
+        return _jsonable(name, value.item())
     if isinstance(value, (list, tuple)):
         return [_jsonable(name, v) for v in value]
     if isinstance(value, dict):
@@ -426,7 +429,15 @@ class HubMixin:
         config.update(model_kwargs)
         # The saved weights include the encoder: never fetch pretrained encoder weights again.
         config["encoder_weights"] = None
+        accepted = inspect.signature(saved_class.__init__).parameters
+        after_build = {
+            name: config.pop(name)
+            for name in getattr(saved_class, "_settings_after_build", ())
+            if name in config and name not in accepted
+        }
         model = saved_class(**config)
+        for name, value in after_build.items():
+            getattr(model, f"set_{name}")(value)
         from safetensors.torch import load_file
 
         weights = _resolve_file(pretrained_model_name_or_path, WEIGHTS_NAME, **hub)

@@ -12,7 +12,7 @@ from smp_like.base.checks import check_image_batch
 from smp_like.base.hub import HubMixin
 from smp_like.base.initialization import initialize_decoder, initialize_head
 from smp_like.base.registry import MODEL_REGISTRY, classes_with
-from smp_like.base.strides import PAD_MODES, crop_to_shape, pad_to_size, pad_to_stride, padded_size
+from smp_like.base.strides import PAD_MODES, crop_to_shape, pad_to_size, padded_size
 from smp_like.base.time_conditioning import attach_time_embedding, decoder_time_scope
 
 __all__ = ["MODEL_REGISTRY", "SegmentationModel", "check_image_batch"]
@@ -72,6 +72,8 @@ class SegmentationModel(nn.Module, HubMixin):
     # Decoders that resize every feature to its skip's size work with per-axis encoder strides (e.g. (1, 2, 2)).
     supports_anisotropic_strides: bool = False
     input_padding: Optional[str] = "constant"
+    # Saved settings that a constructor without such an argument receives after the build via set_<name>.
+    _settings_after_build: Tuple[str, ...] = ("input_padding",)
     # Whether ``time_embedding_dim`` can turn the architecture into a diffusion eps-model (see
     # base/time_conditioning.py); the decoder must also name its ``time_injection_points`` or have blocks that take
     # the vector (``blocks_take_time_embedding``). Encoders say whether their own blocks take it with
@@ -138,6 +140,18 @@ class SegmentationModel(nn.Module, HubMixin):
             raise ValueError(f"`input_padding` must be None or one of {PAD_MODES}, got {input_padding!r}")
         self.input_padding = input_padding
 
+    def _config_overrides(self) -> Dict[str, Any]:
+        """Save the padding chosen last (``set_input_padding`` after construction included), for architectures
+        whose constructor takes ``input_padding``; at its default it stays out of config.json as before."""
+        overrides = dict(super()._config_overrides())
+        recorded = getattr(self, "_model_config", {})
+        # A constructor argument: save the current value. Otherwise only a change from the class default is
+        # saved (applied by from_pretrained with set_input_padding, see ``_settings_after_build``), so the
+        # config.json of an SMP architecture at its defaults gains no key.
+        if "input_padding" in recorded or self.input_padding != type(self).input_padding:
+            overrides["input_padding"] = self.input_padding
+        return overrides
+
     @property
     def input_stride(self) -> Union[int, Tuple[int, ...]]:
         """Spatial sizes must be multiples of this for the decoder; padding targets it."""
@@ -164,7 +178,7 @@ class SegmentationModel(nn.Module, HubMixin):
             TypeError: if ``x`` is not a tensor.
             ValueError: naming what is wrong and, for sizes, the size to pad to.
         """
-        check_image_batch(x, self.spatial_dims, self.encoder.in_channels)
+        check_image_batch(x, self.spatial_dims, self.encoder.in_channels, dtype=self._input_dtype(x))
         if self.requires_divisible_input_shape:
             stride = self.input_stride
             sizes = tuple(x.shape[2:])
@@ -175,6 +189,13 @@ class SegmentationModel(nn.Module, HubMixin):
                     f"Wrong input shape {sizes}: spatial sizes must be divisible by the output stride {stride}. "
                     f"Pad the input to {padded} (smp_like.pad_to_stride(x, {stride}) does it)."
                 )
+
+    def _input_dtype(self, x: torch.Tensor) -> Optional[torch.dtype]:
+        """The dtype an input must have: that of the weights, or None (any float) under autocast, which casts."""
+        if isinstance(x, torch.Tensor) and torch.is_autocast_enabled(x.device.type):
+            return None
+        parameter = next(self.parameters(), None)
+        return None if parameter is None or not parameter.is_floating_point() else parameter.dtype
 
     @property
     def mask_scale(self) -> Fraction:
@@ -198,7 +219,33 @@ class SegmentationModel(nn.Module, HubMixin):
         if torch.jit.is_scripting():
             return self._forward_scripted(x)
         else:
+            return self._forward_explained(x, timesteps, embedding)
+
+    @torch.jit.unused
+    def _forward_explained(
+        self, x: torch.Tensor, timesteps: Optional[torch.Tensor] = None, embedding: Optional[torch.Tensor] = None
+    ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+        """``_forward_eager`` with torch's BatchNorm error for a batch of one explained (TorchScript cannot
+        compile try/except, hence its own unused method)."""
+        try:
             return self._forward_eager(x, timesteps, embedding)
+        except ValueError as error:
+            raise self._explain_batch_norm_error(error, x) from error
+
+    @torch.jit.unused
+    def _explain_batch_norm_error(self, error: ValueError, x: torch.Tensor) -> ValueError:
+        """torch's terse BatchNorm error for a batch of one meeting a 1x1 map, with its cause and remedies (as
+        SMP's DeepLabV3 words it); any other error unchanged."""
+        message = str(error)
+        if not message.startswith("Expected more than 1 value per channel when training, got input size"):
+            return error
+        return ValueError(
+            f"{message}. {type(self).__name__} in training mode got a batch of {x.shape[0]} with spatial size "
+            f"{tuple(x.shape[2:])}: a BatchNorm layer met a 1x1 feature map (the deepest features are the input "
+            f"size / output stride {self.output_stride}, and pooling branches reduce to 1x1), where one sample "
+            "gives no batch statistics. Use a batch of at least 2 samples, a larger input, or call model.eval() "
+            "for inference."
+        )
 
     def __prepare_scriptable__(self) -> "SegmentationModel":
         """Freeze the Python-side size bookkeeping into plain attributes TorchScript can read (torch.jit.script
@@ -347,27 +394,43 @@ class SegmentationModel(nn.Module, HubMixin):
             )
         if not self.pads_input:
             return x, spatial
+        return self._pad_to_stride(x, self.input_padding), spatial
+
+    def _pad_to_stride(self, x: torch.Tensor, mode: str) -> torch.Tensor:
+        """Pad ``x`` at its end to a multiple of ``input_stride`` and to at least ``min_input_size`` per axis: the
+        one padding rule of ``forward`` and ``predict_padded`` (crop with :meth:`_crop_to_input`)."""
+        spatial = list(x.shape[2:])
+        min_size = self.min_input_size
         target = list(padded_size(spatial, self.input_stride))
         # A branch on sizes (a shape guard when traced): an exported graph covers either inputs below the
         # minimum or inputs above it, whose size arithmetic then stays simple enough for torch.export.
         if min_size > 1 and any(t < min_size for t in target):
             target = [max(t, min_size) for t in target]
-        return pad_to_size(x, target, self.input_padding), spatial
+        return pad_to_size(x, target, mode)
 
     def _crop_mask(self, masks: torch.Tensor, padded: torch.Tensor, spatial: List[int]) -> torch.Tensor:
         """Keep the part of the mask that covers the unpadded input: ``ceil(size · mask_scale)`` per axis."""
         if not self.pads_input:
             return masks
+        return self._crop_to_input(masks, list(padded.shape[2:]), spatial)
+
+    def _crop_to_input(self, masks: torch.Tensor, padded: List[int], spatial: List[int]) -> torch.Tensor:
+        """Crop a mask computed for an input padded to ``padded`` back to the part that covers the original
+        ``spatial`` size, at the model's ``mask_scale``: ``ceil(size · mask_scale)`` per axis.
+
+        Raises:
+            RuntimeError: if the mask is not ``mask_scale`` x the padded size (a wrong ``mask_scale``).
+        """
         scale = self.mask_scale
         tracing = torch.compiler.is_compiling()
         # Trailing axes: an argmax activation drops the channel axis.
         mask_spatial = list(masks.shape[masks.dim() - len(spatial):])
         if not tracing:
-            expected = [p * scale.numerator // scale.denominator for p in padded.shape[2:]]
+            expected = [p * scale.numerator // scale.denominator for p in padded]
             if mask_spatial != expected:
                 raise RuntimeError(
                     f"{type(self).__name__}: mask size {tuple(mask_spatial)} is not {scale} x the padded input "
-                    f"size {tuple(padded.shape[2:])}; the model's `mask_scale` must say how its head up-samples"
+                    f"size {tuple(padded)}; the model's `mask_scale` must say how its head up-samples"
                 )
         if scale == 1:
             # The input size itself: a crop size free of the network's size arithmetic, which torch.export
@@ -390,12 +453,21 @@ class SegmentationModel(nn.Module, HubMixin):
         return self(x)
 
     def predict_padded(self, x: torch.Tensor, mode: str = "constant") -> Union[torch.Tensor, Tuple[torch.Tensor, ...]]:
-        """``predict`` for any input size: pad to ``input_stride``, run, crop the mask back."""
-        padded, shape = pad_to_stride(x, self.input_stride, mode=mode)
+        """``predict`` for any input size: pad to ``input_stride`` (and ``min_input_size``) with ``mode``, run, and
+        crop the mask back to ``ceil(size · mask_scale)`` per axis, the same rule ``forward`` uses when it pads.
+
+        Raises:
+            ValueError: for a ``mode`` not in :data:`~smp_like.base.strides.PAD_MODES` or a bad input.
+        """
+        if mode not in PAD_MODES:
+            raise ValueError(f"`mode` must be one of {PAD_MODES}, got {mode!r}")
+        check_image_batch(x, self.spatial_dims, self.encoder.in_channels)
+        spatial = list(x.shape[2:])
+        padded = self._pad_to_stride(x, mode)
         out = self.predict(padded)
         if isinstance(out, tuple):
-            return (crop_to_shape(out[0], shape),) + tuple(out[1:])
-        return crop_to_shape(out, shape)
+            return (self._crop_to_input(out[0], list(padded.shape[2:]), spatial),) + tuple(out[1:])
+        return self._crop_to_input(out, list(padded.shape[2:]), spatial)
 
     def freeze_encoder(self) -> None:
         """Stop training the encoder: no gradients, and its norm layers keep their running statistics."""

@@ -82,7 +82,9 @@ def get_model_class(name: str) -> type:
             importlib.import_module(BUILTIN_MODELS[_BUILTIN_BY_LOWER[key]])
         if key in MODEL_REGISTRY:
             return MODEL_REGISTRY[key]
-    names = sorted({cls.__name__ for cls in load_builtin_models().values()})
+    # list(...) snapshots the registry in one step, so a class registered by another thread meanwhile cannot
+    # break the iteration ("dictionary changed size during iteration").
+    names = sorted({cls.__name__ for cls in list(load_builtin_models().values())})
     raise ValueError(f"Unknown architecture {name!r}; valid names (case-insensitive): {names}")
 
 
@@ -91,4 +93,5 @@ def classes_with(capability: str) -> List[str]:
 
     Used by error messages such as "architectures that accept a time embedding: [...]".
     """
-    return sorted({cls.__name__ for cls in load_builtin_models().values() if getattr(cls, capability, False)})
+    classes = list(load_builtin_models().values())  # a snapshot: see get_model_class
+    return sorted({cls.__name__ for cls in classes if getattr(cls, capability, False)})

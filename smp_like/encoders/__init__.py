@@ -160,7 +160,8 @@ def _pretrained_settings(name: str, weights: str) -> Dict[str, Any]:
 
 
 def _encoders_supporting(spatial_dims: int) -> List[str]:
-    return sorted(n for n, e in encoders.items() if spatial_dims in tuple(e.get("spatial_dims", (2,))))
+    # list(...) snapshots the table in one step: register_encoder in another thread cannot break the iteration.
+    return sorted(n for n, e in list(encoders.items()) if spatial_dims in tuple(e.get("spatial_dims", (2,))))
 
 
 _NO_VALUE: Any = object()
@@ -240,6 +241,12 @@ def get_encoder(
         WeightsDownloadError: when pretrained weights cannot be fetched.
     """
     weights = _weights_alias(weights, kwargs)
+    if weights is not None and not isinstance(weights, (str, bool)):
+        # A list or dict would fail later as an unhashable key; say what is expected instead.
+        raise TypeError(
+            f"`encoder_weights` must be a weights tag (a str such as 'imagenet') or None, got {weights!r} "
+            f"({type(weights).__name__})"
+        )
     if output_stride not in (8, 16, 32):
         raise ValueError(f"`output_stride` must be one of (8, 16, 32), got {output_stride!r}")
     name = resolve_encoder_name(name, encoders)  # SMP's deprecated timm-* names -> tu-*

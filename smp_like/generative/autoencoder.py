@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from smp_like.base import nd
-from smp_like.base.checks import check_image_batch, check_positive_int
+from smp_like.base.checks import MAX_CHANNELS, check_image_batch, check_positive_int
 from smp_like.base.hub import HubMixin
 from smp_like.base.modules import Activation
 from smp_like.decoders.unet.decoder import UnetDecoderBlock
@@ -127,10 +127,10 @@ class AE(nn.Module, HubMixin):
         nd.check_spatial_dims(spatial_dims)
         check_positive_int("in_channels", in_channels)
         check_positive_int("encoder_depth", encoder_depth)
-        check_positive_int("latent_channels", latent_channels)
+        check_positive_int("latent_channels", latent_channels, maximum=MAX_CHANNELS)
         if out_channels is not None:
             check_positive_int("out_channels", out_channels)
-        if isinstance(decoder_channels, (str, bytes)) or not all(
+        if not isinstance(decoder_channels, (list, tuple)) or not all(
             isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in decoder_channels
         ):
             raise ValueError(

@@ -136,6 +136,34 @@ def check_loss_shapes(mode: str, y_pred: torch.Tensor, y_true: torch.Tensor, own
         )
 
 
+def check_target_values(
+    mode: str, y_pred: torch.Tensor, y_true: torch.Tensor, ignore_index: Optional[int], owner: str
+) -> None:
+    """Raise ``ValueError`` for target values that no mode can mean, ``ignore_index`` aside.
+
+    multiclass: class indices outside ``[0, C)`` (C = channels of ``y_pred``); binary and multilabel: targets
+    outside ``[0, 1]`` (soft targets inside it are fine). Such labels used to be counted in no class, or gave
+    a negative focal loss, without a word.
+    """
+    values = y_true if ignore_index is None else y_true[y_true != ignore_index]
+    if values.numel() == 0:
+        return
+    low, high = values.min().item(), values.max().item()
+    if mode == MULTICLASS_MODE:
+        num_classes = y_pred.shape[1]
+        if low < 0 or high >= num_classes:
+            raise ValueError(
+                f"{owner}: y_true holds class index {low if low < 0 else high}, outside "
+                f"[0, {num_classes}) for y_pred with {num_classes} channels; pass ignore_index for labels "
+                "that mark ignored pixels."
+            )
+    elif low < 0 or high > 1:
+        raise ValueError(
+            f"{owner}: y_true holds {low if low < 0 else high}, outside [0, 1] for mode={mode!r}; pass "
+            "ignore_index for labels that mark ignored pixels."
+        )
+
+
 # ------------------------------------------------------------------------------------------------------------
 # Probabilities and flattening
 # ------------------------------------------------------------------------------------------------------------
@@ -181,9 +209,11 @@ def flatten_prediction_and_target(
     intersection and cardinality sum, which is what "ignore" means for the overlap scores.
     """
     n = probs.shape[0]
+    # Explicit sizes, not -1: reshape cannot infer -1 for an empty batch (N = 0).
     if mode == BINARY_MODE:
-        p = probs.reshape(n, 1, -1)
-        t = y_true.reshape(n, 1, -1)
+        length = math.prod(probs.shape[1:])
+        p = probs.reshape(n, 1, length)
+        t = y_true.reshape(n, 1, length)
         if ignore_index is not None:
             keep = t != ignore_index
             p = p * keep
@@ -191,8 +221,8 @@ def flatten_prediction_and_target(
         return p, t.to(p.dtype)
     if mode == MULTILABEL_MODE:
         c = probs.shape[1]
-        p = probs.reshape(n, c, -1)
-        t = y_true.reshape(n, c, -1)
+        p = probs.flatten(2) if probs.dim() > 2 else probs.unsqueeze(2)
+        t = y_true.reshape(p.shape)
         if ignore_index is not None:
             keep = t != ignore_index
             p = p * keep
@@ -200,8 +230,8 @@ def flatten_prediction_and_target(
         return p, t.to(p.dtype)
     # multiclass: class indices -> one-hot over the channel axis
     c = probs.shape[1]
-    p = probs.reshape(n, c, -1)
-    labels = y_true.reshape(n, -1)
+    p = probs.flatten(2) if probs.dim() > 2 else probs.unsqueeze(2)
+    labels = y_true.reshape(n, p.shape[2])
     if ignore_index is not None:
         keep = labels != ignore_index
         labels = torch.where(keep, labels, torch.zeros_like(labels))
@@ -502,7 +532,8 @@ def label_smoothed_nll_loss(
     loss = (1.0 - epsilon) * nll_loss + (epsilon / lprobs.shape[dim]) * smooth_loss
     loss = loss.squeeze(dim)
     if reduction == "mean":
-        return loss.mean()
+        # An empty batch has no mean (NaN); its loss is 0, still connected to the graph, like the other losses.
+        return loss.mean() if loss.numel() > 0 else loss.sum()
     if reduction == "sum":
         return loss.sum()
     return loss

@@ -10,6 +10,7 @@ from ._functional import (
     check_class_weights,
     check_loss_shapes,
     check_mode,
+    check_target_values,
     focal_loss_with_logits,
 )
 from .constants import BINARY_MODE, MULTICLASS_MODE
@@ -116,6 +117,7 @@ class FocalLoss(_Loss):
         """
         owner = type(self).__name__
         check_loss_shapes(self.mode, y_pred, y_true, owner)
+        check_target_values(self.mode, y_pred, y_true, self.ignore_index, owner)
         if not self.from_logits:
             if self.mode == MULTICLASS_MODE:
                 y_pred = torch.log(y_pred.clamp_min(self.eps))

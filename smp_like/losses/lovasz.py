@@ -5,7 +5,13 @@ from typing import Optional
 import torch
 from torch.nn.modules.loss import _Loss
 
-from ._functional import check_loss_shapes, check_mode, lovasz_hinge_flat, lovasz_softmax_flat
+from ._functional import (
+    check_loss_shapes,
+    check_mode,
+    check_target_values,
+    lovasz_hinge_flat,
+    lovasz_softmax_flat,
+)
 from .constants import MULTICLASS_MODE
 
 __all__ = ["LovaszLoss"]
@@ -61,8 +67,13 @@ class LovaszLoss(_Loss):
         return lovasz_softmax_flat(probas, labels)
 
     def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
-        """Compute the loss (scalar) for ``y_pred`` logits and targets ``y_true``."""
+        """Compute the loss (scalar) for ``y_pred`` logits and targets ``y_true``.
+
+        Raises:
+            ValueError: for shapes that do not fit the mode, or targets outside the valid range.
+        """
         check_loss_shapes(self.mode, y_pred, y_true, type(self).__name__)
+        check_target_values(self.mode, y_pred, y_true, self.ignore_index, type(self).__name__)
         if self.mode == MULTICLASS_MODE:
             probas = y_pred.softmax(dim=1)
             labels = y_true.reshape(y_true.shape[:1] + y_pred.shape[2:])

@@ -9,6 +9,7 @@ from ._functional import (
     check_class_weights,
     check_classes,
     check_loss_shapes,
+    check_target_values,
     check_mode,
     flatten_prediction_and_target,
     soft_dice_score,
@@ -64,6 +65,7 @@ class _OverlapLoss(_Loss):
         """
         owner = type(self).__name__
         check_loss_shapes(self.mode, y_pred, y_true, owner)
+        check_target_values(self.mode, y_pred, y_true, self.ignore_index, owner)
         probs = to_probabilities(y_pred, self.mode, self.from_logits)
         p, t = flatten_prediction_and_target(self.mode, probs, y_true, self.ignore_index, owner)
 

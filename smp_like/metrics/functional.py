@@ -19,6 +19,7 @@ Reductions (``reduction=``):
 SMP 0.6, the replacement is applied for ``"micro"`` too, so no reduction returns NaN.
 """
 
+import math
 import warnings
 from typing import Callable, List, Optional, Sequence, Tuple, Union
 
@@ -94,7 +95,9 @@ def get_stats(
     Raises:
         ValueError: Non-integer ``target``; float ``output`` without ``threshold``; unknown ``mode``;
             ``threshold`` with multiclass; shape mismatch; missing ``num_classes`` or ``ignore_index`` inside
-            the class range (multiclass); fewer than 2 dimensions (binary, multilabel).
+            the class range (multiclass); fewer than 2 dimensions (binary, multilabel); labels outside
+            [0, num_classes) (multiclass) or, without ``threshold``, outside {0, 1} (binary, multilabel),
+            ``ignore_index`` aside. An empty batch (N = 0) gives empty (0, C) counts.
     """
     if mode not in _MODES:
         raise ValueError(f"get_stats: mode={mode!r} is not supported; choose one of {list(_MODES)}.")
@@ -124,21 +127,44 @@ def get_stats(
                 f"get_stats: ignore_index={ignore_index} lies inside the class range 0..{num_classes - 1}; "
                 "use a label outside it (e.g. -1 or 255)."
             )
+        _check_label_range("target", target, ignore_index, 0, num_classes - 1, f"[0, {num_classes})")
+        _check_label_range("output", output, None, 0, num_classes - 1, f"[0, {num_classes})")
         return _multiclass_stats(output, target, num_classes, ignore_index)
 
     if output.dim() < 2:
         raise ValueError(
             f"get_stats: mode={mode!r} needs (N, C, *spatial) inputs, got shape {tuple(output.shape)}."
         )
+    if threshold is None:
+        # Without a threshold the masks are read as they are: anything but 0 and 1 would be counted wrongly.
+        _check_label_range("target", target, ignore_index, 0, 1, "{0, 1}")
+        _check_label_range("output", output, None, 0, 1, "{0, 1}")
     return _multilabel_stats(output, target, ignore_index, threshold)
+
+
+def _check_label_range(
+    name: str, labels: torch.Tensor, ignore_index: Optional[int], low: int, high: int, valid: str
+) -> None:
+    """Raise ``ValueError`` naming ``name`` and the offending value if a label (``ignore_index`` aside) lies
+    outside ``[low, high]``; such labels used to be counted in no class without a word."""
+    values = labels if ignore_index is None else labels[labels != ignore_index]
+    if values.numel() == 0:
+        return
+    smallest, largest = int(values.min()), int(values.max())
+    if smallest < low or largest > high:
+        bad = smallest if smallest < low else largest
+        hint = "; pass ignore_index for labels that mark ignored pixels" if name == "target" else ""
+        raise ValueError(f"get_stats: {name} holds {bad}, outside {valid}{hint}.")
 
 
 def _multiclass_stats(output: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index) -> Stats:
     n = output.shape[0]
-    out = output.reshape(n, -1).long()
-    tgt = target.reshape(n, -1).long()
+    # Explicit sizes, not -1: reshape cannot infer -1 for an empty batch (N = 0 gives empty (0, C) counts).
+    pixels = math.prod(output.shape[1:])
+    out = output.reshape(n, pixels).long()
+    tgt = target.reshape(n, pixels).long()
     valid = torch.ones_like(tgt, dtype=torch.bool) if ignore_index is None else tgt != ignore_index
-    # Labels outside [0, C) are counted in no class (SMP drops them the same way); they still count as pixels.
+    # get_stats has refused labels outside [0, C) other than ignore_index; the masks below only drop ignored pixels.
     pred_ok = valid & (out >= 0) & (out < num_classes)
     true_ok = valid & (tgt >= 0) & (tgt < num_classes)
     offset = (torch.arange(n, device=out.device) * num_classes).unsqueeze(1)
@@ -172,13 +198,14 @@ def _multilabel_stats(output: torch.Tensor, target: torch.Tensor, ignore_index, 
     if ignored is not None:
         output = output.masked_fill(ignored, 0)
         target = target.masked_fill(ignored, 0)
-    output = output.reshape(n, c, -1)
-    target = target.reshape(n, c, -1)
+    length = math.prod(output.shape[2:])
+    output = output.reshape(n, c, length)
+    target = target.reshape(n, c, length)
     pixels = output.shape[2]
     tp = (output * target).sum(2)
     fp = output.sum(2) - tp
     fn = target.sum(2) - tp
-    kept = pixels if ignored is None else pixels - ignored.reshape(n, c, -1).sum(2)
+    kept = pixels if ignored is None else pixels - ignored.reshape(n, c, length).sum(2)
     tn = kept - (tp + fp + fn)
     return tp, fp, fn, tn
 

@@ -68,7 +68,7 @@ class ClM(nn.Module, HubMixin):
         check_positive_int("encoder_depth", encoder_depth)
         if pooling not in POOLINGS:
             raise ValueError(f"`pooling` must be one of {POOLINGS}, got {pooling!r}")
-        if isinstance(hidden_channels, (str, bytes)) or not all(
+        if not isinstance(hidden_channels, (list, tuple)) or not all(
             isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in hidden_channels
         ):
             raise ValueError(f"`hidden_channels` must be a sequence of positive ints, got {hidden_channels!r}")

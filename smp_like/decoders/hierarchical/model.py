@@ -90,7 +90,7 @@ class HSeM(DeepSupervisionMixin, SegmentationModel):
         check_positive_int("classes", classes)
         if isinstance(encoder_depth, bool) or not isinstance(encoder_depth, int) or encoder_depth < 1:
             raise ValueError(f"`encoder_depth` must be a positive int, got {encoder_depth!r}")
-        if isinstance(decoder_channels, (str, bytes)) or not all(
+        if not isinstance(decoder_channels, (list, tuple)) or not all(
             isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in decoder_channels
         ):
             raise ValueError(f"`decoder_channels` must be a sequence of positive ints, got {decoder_channels!r}")

@@ -102,7 +102,7 @@ class StackedHourglass(SegmentationModel):
         n_blocks = encoder_depth - skip_level
         if decoder_channels is None:
             decoder_channels = DEFAULT_DECODER_CHANNELS[:n_blocks]
-        if isinstance(decoder_channels, (str, bytes)) or not all(
+        if not isinstance(decoder_channels, (list, tuple)) or not all(
             isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in decoder_channels
         ):
             raise ValueError(f"`decoder_channels` must be a sequence of positive ints, got {decoder_channels!r}")

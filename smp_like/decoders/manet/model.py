@@ -88,7 +88,7 @@ class MAnet(SegmentationModel):
         check_positive_int("classes", classes)
         if not _is_positive_int(decoder_pab_channels):
             raise ValueError(f"`decoder_pab_channels` must be a positive int, got {decoder_pab_channels!r}")
-        if isinstance(decoder_channels, (str, bytes)) or not all(_is_positive_int(c) for c in decoder_channels):
+        if not isinstance(decoder_channels, (list, tuple)) or not all(_is_positive_int(c) for c in decoder_channels):
             raise ValueError(f"`decoder_channels` must be a sequence of positive ints, got {decoder_channels!r}")
         if isinstance(encoder_depth, bool) or not isinstance(encoder_depth, int):
             raise ValueError(f"`encoder_depth` must be an int, got {encoder_depth!r}")

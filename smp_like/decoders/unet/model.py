@@ -95,7 +95,7 @@ class Unet(DeepSupervisionMixin, SegmentationModel):
             decoder_use_norm = kwargs.pop("decoder_use_batchnorm")
         nd.check_spatial_dims(spatial_dims)
         check_positive_int("classes", classes)
-        if isinstance(decoder_channels, (str, bytes)) or not all(
+        if not isinstance(decoder_channels, (list, tuple)) or not all(
             isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in decoder_channels
         ):
             raise ValueError(f"`decoder_channels` must be a sequence of positive ints, got {decoder_channels!r}")

@@ -107,7 +107,7 @@ class UnetPlusPlus(DeepSupervisionMixin, SegmentationModel):
                 f"`decoder_attention_type` must be one of {ATTENTION_TYPES}, got {decoder_attention_type!r}"
             )
         check_positive_int("classes", classes)
-        if isinstance(decoder_channels, (str, bytes)) or not all(_is_positive_int(c) for c in decoder_channels):
+        if not isinstance(decoder_channels, (list, tuple)) or not all(_is_positive_int(c) for c in decoder_channels):
             raise ValueError(f"`decoder_channels` must be a sequence of positive ints, got {decoder_channels!r}")
         if isinstance(encoder_depth, bool) or not isinstance(encoder_depth, int):
             raise ValueError(f"`encoder_depth` must be an int, got {encoder_depth!r}")

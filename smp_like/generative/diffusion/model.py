@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from smp_like.base import nd
-from smp_like.base.checks import check_choice, check_image_batch, check_positive_int
+from smp_like.base.checks import check_choice, check_image_batch, check_positive_int, check_real
 from smp_like.base.hub import HubMixin
 from smp_like.base.registry import classes_with, get_model_class
 from smp_like.generative.diffusion.scheduler import TIMESTEP_SPACINGS, DiffusionScheduler
@@ -48,6 +48,9 @@ def progress_bar(iterable: Any, enabled: bool, desc: str, total: Optional[int] =
     from tqdm.auto import tqdm
 
     return tqdm(iterable, desc=desc, total=total, leave=False)
+
+
+_DEFAULT_INFERENCE_STEPS = 50
 
 
 class DDPM(nn.Module, HubMixin):
@@ -128,10 +131,21 @@ class DDPM(nn.Module, HubMixin):
         check_choice("image_conditioning", image_conditioning, IMAGE_CONDITIONINGS)
         check_choice("sampler", sampler, SAMPLERS)
         check_choice("timestep_spacing", timestep_spacing, TIMESTEP_SPACINGS)
-        if not 0.0 <= condition_dropout < 1.0:
-            raise ValueError(f"`condition_dropout` must lie in [0, 1), got {condition_dropout!r}")
-        if not eta >= 0:
-            raise ValueError(f"`eta` must be >= 0, got {eta!r}")
+        check_real("condition_dropout", condition_dropout, low=0.0, high=1.0, high_open=True)
+        check_real("eta", eta, low=0.0)
+        check_real("guidance_scale", guidance_scale)
+        # The default of 50 DDIM steps is capped at a shorter training schedule; any other value beyond it
+        # would only fail when sampling, so it is refused here.
+        if (
+            sampler == "ddim"
+            and isinstance(num_train_timesteps, int)
+            and num_inference_steps != _DEFAULT_INFERENCE_STEPS
+            and num_inference_steps > num_train_timesteps
+        ):
+            raise ValueError(
+                f"`num_inference_steps` must lie in [1, num_train_timesteps={num_train_timesteps}], got "
+                f"{num_inference_steps!r}"
+            )
         for forbidden in ("classes", "aux_params", "activation"):
             if forbidden in model_kwargs:
                 raise ValueError(
@@ -202,6 +216,8 @@ class DDPM(nn.Module, HubMixin):
         self.condition_dropout = float(condition_dropout)
         self.guidance_scale = float(guidance_scale)
         self.sampler = sampler
+        if num_inference_steps == _DEFAULT_INFERENCE_STEPS and isinstance(num_train_timesteps, int):
+            num_inference_steps = min(num_inference_steps, num_train_timesteps)
         self.num_inference_steps = num_inference_steps
         self.timestep_spacing = timestep_spacing
         self.eta = float(eta)
@@ -322,6 +338,10 @@ class DDPM(nn.Module, HubMixin):
         self._check_condition_inputs(n, labels, condition, x_t.shape[2:])
         if not isinstance(timesteps, torch.Tensor):
             timesteps = torch.full((n,), int(timesteps), dtype=torch.long, device=x_t.device)
+        steps = self.scheduler.num_train_timesteps
+        if timesteps.numel() > 0 and (int(timesteps.min()) < 0 or int(timesteps.max()) >= steps):
+            bad = int(timesteps.min()) if int(timesteps.min()) < 0 else int(timesteps.max())
+            raise ValueError(f"`timesteps` must lie in [0, num_train_timesteps={steps}), got {bad}")
         inputs = x_t
         if self.condition_channels is not None and self.image_conditioning == "concat":
             inputs = torch.cat([x_t, condition.to(x_t.dtype)], dim=1)
@@ -416,8 +436,8 @@ class DDPM(nn.Module, HubMixin):
         check_choice("sampler", sampler, SAMPLERS)
         steps = self.num_inference_steps if num_inference_steps is None else num_inference_steps
         spacing = self.timestep_spacing if timestep_spacing is None else timestep_spacing
-        eta = self.eta if eta is None else eta
-        w = self.guidance_scale if guidance_scale is None else float(guidance_scale)
+        eta = self.eta if eta is None else check_real("eta", eta, low=0.0)
+        w = self.guidance_scale if guidance_scale is None else check_real("guidance_scale", guidance_scale)
         if sampler == "ddpm" and num_inference_steps is not None and num_inference_steps != self.scheduler.num_train_timesteps:
             raise ValueError(
                 f"the DDPM sampler visits all {self.scheduler.num_train_timesteps} timesteps; for "

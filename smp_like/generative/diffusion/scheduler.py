@@ -26,6 +26,8 @@ from typing import Any, NamedTuple, Optional, Union
 
 import torch
 
+from smp_like.base.checks import check_real
+
 __all__ = [
     "BETA_SCHEDULES",
     "PREDICTION_TYPES",
@@ -148,14 +150,20 @@ class DiffusionScheduler:
             raise ValueError(f"DiffusionScheduler: num_train_timesteps={num_train_timesteps} must be >= 1.")
         _check_choice("beta_schedule", beta_schedule, BETA_SCHEDULES)
         _check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+        check_real("beta_start", beta_start)
+        check_real("beta_end", beta_end)
         if beta_schedule != "cosine" and not (0.0 < beta_start < 1.0 and 0.0 < beta_end < 1.0):
             raise ValueError(
                 f"DiffusionScheduler: beta_start={beta_start} and beta_end={beta_end} must lie in (0, 1)."
             )
+        if beta_schedule != "cosine" and beta_start > beta_end:
+            # A noise schedule that shrinks makes no sense for DDPM (noise must grow with t).
+            raise ValueError(
+                f"DiffusionScheduler: `beta_start`={beta_start} must be <= `beta_end`={beta_end} (noise grows with t)."
+            )
         if not isinstance(clip_sample, bool):
             raise TypeError(f"DiffusionScheduler: clip_sample must be a bool, got {clip_sample!r}.")
-        if not clip_range > 0:
-            raise ValueError(f"DiffusionScheduler: clip_range={clip_range} must be > 0.")
+        check_real("clip_range", clip_range, low=0.0, low_open=True)
 
         self.num_train_timesteps = num_train_timesteps
         self.beta_schedule = beta_schedule

@@ -75,7 +75,7 @@ class SDPM(DDPM):
     ) -> torch.Tensor:
         """Diffusion loss on ``2·masks − 1`` conditioned on ``images`` (masks in [0, 1], same spatial size)."""
         check_image_batch(images, self.spatial_dims, self.image_channels)
-        check_image_batch(masks, self.spatial_dims, self.classes)
+        check_image_batch(masks, self.spatial_dims, self.classes, name="masks", floating=False)
         if masks.shape[0] != images.shape[0] or masks.shape[2:] != images.shape[2:]:
             raise ValueError(
                 f"`masks` {tuple(masks.shape)} must match `images` {tuple(images.shape)} in batch and spatial size"
