@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Type, Union
 
 import torch
 
+from smp_like.base.files import atomic_output
 from smp_like.base.registry import get_model_class, register_model
 
 CONFIG_NAME = "config.json"
@@ -84,15 +85,8 @@ Dataset name: {dataset or "not recorded"}
 
 def _atomic_write(path: Path, write: Any) -> None:
     # Write next to the target and rename, so a failure never leaves a half-written file behind.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_output(path) as tmp:
+        write(str(tmp))
 
 
 def _resolve_file(
