@@ -52,6 +52,8 @@ setup(
         # `smp-like export --format onnx` writes with torch's exporter (onnxscript) and checks with onnxruntime.
         "export": ["onnx", "onnxscript", "onnxruntime"],
         "mamba": ["mamba-ssm>=2"],
+        # The documentation site (mkdocs.yml): `mkdocs build --strict` in CI, API pages from the docstrings.
+        "docs": ["mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26"],
     },
     entry_points={"console_scripts": ["smp-like=smp_like.cli:main"]},
 )

@@ -10,6 +10,7 @@ from typing import Any
 from smp_like.base.registry import BUILTIN_MODELS
 
 __version__ = "0.1.0"
+"""The package version (as in ``setup.py``)."""
 
 # Public names resolved on first access (PEP 562). Keeping them lazy means `import smp_like` does not build the
 # model modules (and never imports timm) until a user asks for them.

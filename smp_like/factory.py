@@ -38,6 +38,9 @@ def create_model(
             as SMP's ``create_model``), so models without an encoder choice (MeshNet) or without ``classes``
             (DDPM) are built by name too.
 
+    Returns:
+        The model, in training mode.
+
     Raises:
         ValueError: for an unknown architecture.
     """
@@ -49,6 +52,11 @@ def create_model(
 def from_pretrained(pretrained_model_name_or_path: Union[str, Path], **kwargs: Any) -> nn.Module:
     """Load any saved model (folder or Hub repository), dispatching on the class recorded in its config.
 
-    Keyword arguments are those of ``HubMixin.from_pretrained`` (revision, token, strict, ...).
+    Args:
+        pretrained_model_name_or_path: a folder written by ``save_pretrained`` or a Hub repository id.
+        **kwargs: those of ``HubMixin.from_pretrained`` (revision, token, strict, ...).
+
+    Returns:
+        The model, of the class recorded in ``config.json``, with the saved weights.
     """
     return HubMixin.from_pretrained(pretrained_model_name_or_path, **kwargs)

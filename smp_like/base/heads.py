@@ -11,7 +11,16 @@ POOLINGS = ("avg", "max")
 
 
 class SegmentationHead(nn.Sequential):
-    """conv (kernel ``kernel_size``) -> optional upsampling -> activation; children 0, 1, 2 as in SMP."""
+    """conv (kernel ``kernel_size``) -> optional upsampling -> activation; children 0, 1, 2 as in SMP.
+
+    Args:
+        in_channels: channels of the decoder output.
+        out_channels: mask channels (classes).
+        kernel_size: size of the convolution kernel.
+        activation: applied last: a name (``"sigmoid"``, ``"softmax"``, any torch activation), a callable or None.
+        upsampling: scale factor of the final bilinear (trilinear in 3D) upsampling; 1 for none.
+        spatial_dims: 2 or 3.
+    """
 
     def __init__(
         self,

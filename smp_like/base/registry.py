@@ -20,6 +20,10 @@ __all__ = [
 
 # Registered model classes by lower-cased name. User classes (any subclass of a saveable class) land here too.
 MODEL_REGISTRY: Dict[str, type] = {}
+"""Lower-case class name -> saveable model class; every class registers itself when defined.
+
+Exported as ``smp_like.MODEL_ARCHITECTURES_MAPPING`` (SMP's name), where it holds every built-in architecture.
+"""
 
 # Built-in saveable class name -> the module that defines it (imported on first use).
 BUILTIN_MODELS: Dict[str, str] = {

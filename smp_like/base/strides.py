@@ -81,7 +81,15 @@ def pad_to_stride(
 
 
 def crop_to_shape(y: torch.Tensor, spatial_shape: Sequence[int]) -> torch.Tensor:
-    """Crop the trailing spatial axes of ``y`` back to ``spatial_shape`` (undoes :func:`pad_to_stride`)."""
+    """Crop the trailing spatial axes of ``y`` back to ``spatial_shape`` (undoes :func:`pad_to_stride`).
+
+    Args:
+        y: a tensor ``(N, C, *spatial)`` at least ``spatial_shape`` large.
+        spatial_shape: the spatial size to keep (from the start of each axis).
+
+    Returns:
+        A view of ``y`` with spatial size ``spatial_shape``.
+    """
     spatial_shape = tuple(spatial_shape)
     tracing = torch.compiler.is_compiling()
     if y.dim() < len(spatial_shape):

@@ -58,6 +58,10 @@ __all__ = [
 TIMM_PREFIX = "tu-"
 
 encoders: Dict[str, Dict[str, Any]] = {}
+"""The encoder registry: name -> ``{"encoder": cls, "params": {...}, "pretrained_settings": {tag: {...}}}``.
+
+A plain dict, as in SMP: add an entry by assignment or with :func:`register_encoder`.
+"""
 # SMP's order of families, so listings read the same.
 for _family in (
     resnet_encoders,
@@ -91,7 +95,11 @@ class UnknownEncoderError(ValueError, KeyError):
 
 
 def get_encoder_names() -> List[str]:
-    """Names of all registered encoders (``tu-<timm name>`` works too but is not listed)."""
+    """Names of all registered encoders (``tu-<timm name>`` works too but is not listed).
+
+    Returns:
+        The registered names, in registration order.
+    """
     return list(encoders.keys())
 
 
@@ -105,6 +113,18 @@ def register_encoder(
     overwrite: bool = False,
 ) -> Any:
     """Register an encoder class under ``name``; usable directly or as a class decorator.
+
+    Args:
+        name: the new encoder name (not starting with ``tu-``).
+        encoder: the class (an ``nn.Module`` with :class:`EncoderMixin`); omit it to use the decorator form.
+        params: constructor arguments given to the class for this name.
+        pretrained_settings: tag -> where the weights live (``repo_id`` + ``revision``, ``url`` or ``file``)
+            and their normalisation (``mean``, ``std``, ...).
+        spatial_dims: the spatial dimensions the class supports.
+        overwrite: replace an existing entry of that name.
+
+    Returns:
+        The class (directly), or a decorator that registers and returns the class.
 
     Example:
         >>> @register_encoder("tiny", params={"width": 8})
@@ -299,7 +319,15 @@ def get_encoder(
 
 
 def download_weights(name: str, weights: str = "imagenet") -> str:
-    """Fetch the weights of ``name`` / ``weights`` into the cache ahead of time and return the local path."""
+    """Fetch the weights of ``name`` / ``weights`` into the cache ahead of time and return the local path.
+
+    Args:
+        name: a registered encoder name.
+        weights: one of its pretrained tags.
+
+    Returns:
+        The path of the cached weights file.
+    """
     name = resolve_encoder_name(name, encoders)
     if name.startswith(TIMM_PREFIX):
         from smp_like.encoders.timm_universal import download_timm_weights
@@ -309,7 +337,15 @@ def download_weights(name: str, weights: str = "imagenet") -> str:
 
 
 def get_preprocessing_params(encoder_name: str, pretrained: str = "imagenet") -> Dict[str, Any]:
-    """Input normalisation the weights were trained with: ``input_space``, ``input_range``, ``mean``, ``std``."""
+    """Input normalisation the weights were trained with: ``input_space``, ``input_range``, ``mean``, ``std``.
+
+    Args:
+        encoder_name: a registered encoder name (or ``tu-<timm name>``).
+        pretrained: the pretrained tag.
+
+    Returns:
+        A dict with the keys ``input_space``, ``input_range``, ``mean`` and ``std``.
+    """
     encoder_name = resolve_encoder_name(encoder_name, encoders)
     if encoder_name.startswith(TIMM_PREFIX):
         from smp_like.encoders.timm_universal import timm_preprocessing_params
@@ -334,7 +370,18 @@ def preprocess_input(
     input_space: str = "RGB",
     input_range: Optional[Sequence[float]] = None,
 ) -> np.ndarray:
-    """Normalise a channels-last image array the way the encoder's weights expect."""
+    """Normalise a channels-last image array the way the encoder's weights expect.
+
+    Args:
+        x: an image array, channels last.
+        mean: per-channel mean subtracted after scaling (None: skipped).
+        std: per-channel standard deviation divided by (None: skipped).
+        input_space: ``"RGB"``, or ``"BGR"`` to reverse the channels first.
+        input_range: the value range the weights expect; ``[0, 1]`` divides inputs above 1 by 255.
+
+    Returns:
+        The normalised array.
+    """
     x = np.asarray(x)
     if input_space == "BGR":
         x = x[..., ::-1].copy()
@@ -348,17 +395,33 @@ def preprocess_input(
 
 
 def get_preprocessing_fn(encoder_name: str, pretrained: str = "imagenet") -> Callable[[np.ndarray], np.ndarray]:
-    """A function that normalises channels-last images for ``encoder_name`` / ``pretrained``."""
+    """A function that normalises channels-last images for ``encoder_name`` / ``pretrained``.
+
+    Args:
+        encoder_name: a registered encoder name (or ``tu-<timm name>``).
+        pretrained: the pretrained tag.
+
+    Returns:
+        ``f(x)`` applying :func:`preprocess_input` with that encoder's parameters.
+    """
     return functools.partial(preprocess_input, **get_preprocessing_params(encoder_name, pretrained))
 
 
 # --- SMP 0.6 names kept for code written against segmentation_models_pytorch.encoders ---------------------------
 
 efficient_net_encoders = efficientnet_encoders  # SMP's spelling of the same table
+"""The registry entries of the EfficientNet family (``efficientnet-b0`` ... ``b7``), under SMP's name."""
 
 
 def is_equivalent_to_timm_universal(name: str) -> bool:
-    """SMP's test: whether ``name`` is a deprecated ``timm-*`` encoder served by a ``tu-`` timm model."""
+    """SMP's test: whether ``name`` is a deprecated ``timm-*`` encoder served by a ``tu-`` timm model.
+
+    Args:
+        name: an encoder name.
+
+    Returns:
+        True for a deprecated name that builds the equivalent ``tu-`` encoder.
+    """
     return is_deprecated_name(name)
 
 

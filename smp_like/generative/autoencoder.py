@@ -280,7 +280,20 @@ class VAE(AE):
     """Variational auto-encoder (Kingma & Welling 2014) on the :class:`AE` architecture.
 
     The bottleneck predicts ``mu`` and ``logvar`` (``latent_channels`` maps each) of a diagonal Gaussian per latent
-    pixel. Arguments are those of :class:`AE`.
+    pixel.
+
+    Args:
+        encoder_name: the encoder (any registered name).
+        encoder_depth: encoder stages.
+        encoder_weights: pretrained tag or None.
+        in_channels: input channels.
+        out_channels: reconstruction channels (default ``in_channels``).
+        decoder_channels: channels of the decoder stages.
+        latent_channels: channels of the latent (of ``mu`` and of ``logvar``).
+        decoder_use_norm: the decoder's norm, as in :class:`AE`.
+        decoder_interpolation: up-sampling mode of the decoder.
+        output_activation: applied to the reconstruction (``"sigmoid"``, ``"tanh"``, None).
+        spatial_dims: 2 or 3.
 
     Returns (forward):
         ``(reconstruction, mu, logvar)``. In training mode the decoded latent is a reparameterised sample

@@ -103,6 +103,14 @@ def window_starts(size: int, roi: int, overlap: float) -> List[int]:
 
     Windows step by ``int(roi * (1 - overlap))`` (at least 1) and the last one is shifted back to end at the border,
     so every pixel is covered and no window leaves the image.
+
+    Args:
+        size: length of the axis.
+        roi: window length along it.
+        overlap: fraction of the window shared by neighbours, in [0, 1).
+
+    Returns:
+        The start offsets, increasing.
     """
     if roi >= size:
         return [0]
@@ -136,7 +144,16 @@ def _grid(
 
 
 def count_windows(spatial_size: Sequence[int], roi_size: Any, overlap: Any = 0.25) -> int:
-    """How many windows :func:`sliding_window` runs for one image of ``spatial_size`` (for progress bars)."""
+    """How many windows :func:`sliding_window` runs for one image of ``spatial_size`` (for progress bars).
+
+    Args:
+        spatial_size: the image's spatial size.
+        roi_size: window size (an int for every axis, or one per axis), as in :func:`sliding_window`.
+        overlap: overlap (one value, or one per axis).
+
+    Returns:
+        The number of windows.
+    """
     _, _, starts = _grid(tuple(int(s) for s in spatial_size), roi_size, overlap)
     return math.prod(len(s) for s in starts)
 

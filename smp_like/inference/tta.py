@@ -79,6 +79,13 @@ class Transform:
 def tta_transforms(name: Union[str, Sequence[Transform]], spatial_dims: int = 2) -> List[Transform]:
     """The transforms of a named set (see the module docstring), or a user list checked for type.
 
+    Args:
+        name: ``"flip"``, ``"d4"``, ``"flip3d"``, ``"flip3d_rot90"``, or a list of :class:`Transform`.
+        spatial_dims: 2 or 3 (the 3D sets need 3).
+
+    Returns:
+        The transforms (the named sets start with the identity).
+
     Raises:
         ValueError: for an unknown name, a 3D set for 2D inputs, or an empty list.
         TypeError: for list entries that are not :class:`Transform`.
@@ -111,6 +118,12 @@ def tta_transforms(name: Union[str, Sequence[Transform]], spatial_dims: int = 2)
 
 def get_activation(activation: Union[str, Callable, None]) -> Callable[[torch.Tensor], torch.Tensor]:
     """``"sigmoid"``, ``"softmax"`` (over channels), ``None``/``"identity"`` or a callable.
+
+    Args:
+        activation: the name or callable.
+
+    Returns:
+        A function tensor -> tensor.
 
     Raises:
         ValueError: for an unknown name.

@@ -19,12 +19,19 @@ from .ssim import SSIMLoss
 
 __all__ = ["LOSSES", "register_loss", "get_loss_class", "build_loss", "CombinedLoss"]
 
-#: Name -> loss class. Keys match case-insensitively; SMP class names and Flemme's short names both work.
 LOSSES: Dict[str, Type[nn.Module]] = {}
+"""Name -> loss class. Keys match case-insensitively; SMP class names and Flemme's short names both work."""
 
 
 def register_loss(name: str, cls: Type[nn.Module]) -> Type[nn.Module]:
     """Make ``cls`` buildable by ``name`` in :func:`build_loss` and :class:`CombinedLoss`.
+
+    Args:
+        name: the new name (case-insensitive).
+        cls: an ``nn.Module`` subclass.
+
+    Returns:
+        ``cls`` (so it can be used as a decorator's body).
 
     Raises:
         ValueError: If ``name`` is already taken by a different class.
@@ -59,6 +66,12 @@ for _cls, _aliases in [
 def get_loss_class(name: str) -> Type[nn.Module]:
     """Return the loss class registered as ``name`` (case-insensitive).
 
+    Args:
+        name: a key of :data:`LOSSES`.
+
+    Returns:
+        The loss class.
+
     Raises:
         ValueError: Unknown name; the message lists the registered names.
     """
@@ -73,6 +86,13 @@ def build_loss(config: Union[str, Mapping[str, Any], nn.Module], **kwargs: Any) 
 
     A ``"weight"`` key in a mapping is not a constructor argument and must be handled by the caller (see
     :class:`CombinedLoss`). An ``nn.Module`` is returned unchanged.
+
+    Args:
+        config: a registered loss name, a mapping with a ``name`` key and constructor arguments, or a module.
+        **kwargs: constructor arguments (with a name).
+
+    Returns:
+        The loss module.
 
     Raises:
         ValueError: Unknown name, missing ``name`` key, or constructor arguments the loss does not take.

@@ -13,6 +13,10 @@ def kl_divergence_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> 
 
     Closed form (Kingma & Welling 2014, appendix B): ``0.5 * sum(mu^2 + exp(logvar) - 1 - logvar)``.
 
+    Args:
+        mu: means, (N, ...).
+        logvar: log-variances, same shape.
+
     Returns:
         (N,) tensor.
 

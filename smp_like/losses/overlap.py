@@ -143,6 +143,16 @@ class JaccardLoss(_OverlapLoss):
     """Soft Jaccard (IoU) loss, ``1 - (TP + smooth) / (TP + FP + FN + smooth)`` per class.
 
     Arguments and shapes are those of :class:`DiceLoss`.
+
+    Args:
+        mode: ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+        classes: the classes the loss is computed over (default: all).
+        log_loss: ``-log(IoU)`` instead of ``1 - IoU``.
+        from_logits: apply sigmoid / softmax to the predictions first.
+        smooth: added to numerator and denominator.
+        ignore_index: target value whose pixels are left out.
+        eps: lower bound of the denominator.
+        class_weights: per-class weights of the mean over classes.
     """
 
     def compute_score(self, output, target, smooth=0.0, eps=1e-7, dims=None) -> torch.Tensor:

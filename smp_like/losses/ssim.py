@@ -48,6 +48,18 @@ def ssim(
     ``(2 mu_x mu_y + C1)(2 sigma_xy + C2) / ((mu_x^2 + mu_y^2 + C1)(sigma_x^2 + sigma_y^2 + C2))``
     (Wang et al. 2004, eq. 13), averaged over positions.
 
+    Args:
+        x: first batch, (N, C, *spatial).
+        y: second batch, same shape.
+        window_size: side of the Gaussian window.
+        sigma: standard deviation of the Gaussian window.
+        data_range: ``L``, the value range of the inputs.
+        k1: SSIM's luminance constant.
+        k2: SSIM's contrast constant.
+
+    Returns:
+        (N, C) tensor of mean SSIM values.
+
     Raises:
         ValueError: Shape mismatch, fewer than one spatial axis, or a spatial size below ``window_size``.
     """

@@ -107,6 +107,16 @@ def surface_distances(
 ) -> List[List[tuple]]:
     """Directed surface distances for every image and class.
 
+    Args:
+        output: Predictions: (N, C, *spatial) masks/scores (binary, multilabel) or (N, *spatial) class
+            indices (multiclass).
+        target: Targets shaped like ``output``.
+        mode: ``"binary"``, ``"multilabel"`` or ``"multiclass"``.
+        threshold: Binarisation threshold for score outputs (binary, multilabel).
+        num_classes: Number of classes (multiclass).
+        spacing: Voxel size along each spatial axis (scalar or one value per axis); distances are in its
+            units.
+
     Returns:
         A nested list ``[n][c] -> (d_pred_to_gt, d_gt_to_pred)`` of 1-D float64 tensors (empty when the
         corresponding surface is empty). See :func:`to_masks` for the input conventions.
@@ -237,7 +247,22 @@ def hausdorff_distance_95(
 ) -> torch.Tensor:
     """HD95: the larger of the two directed 95th-percentile surface distances.
 
-    Arguments as in :func:`hausdorff_distance` (with ``percentile=95``).
+    Same as :func:`hausdorff_distance` with ``percentile=95``.
+
+    Args:
+        output: Predictions: (N, C, *spatial) masks/scores (binary, multilabel) or (N, *spatial) class
+            indices (multiclass).
+        target: Targets shaped like ``output``.
+        mode: ``"binary"``, ``"multilabel"`` or ``"multiclass"``.
+        threshold: Binarisation threshold for score outputs (binary, multilabel).
+        num_classes: Number of classes (multiclass).
+        spacing: Voxel size along each spatial axis (scalar or one value per axis); distances are in its
+            units.
+        empty_value: Value when exactly one of the two masks is empty; default: the image diagonal.
+        reduction: ``None``/``"none"`` for the (N, C) values, ``"mean"`` for their mean.
+
+    Returns:
+        (N, C) tensor (or a scalar with ``reduction="mean"``) in the default float dtype.
     """
     return hausdorff_distance(
         output,
@@ -264,8 +289,22 @@ def average_symmetric_surface_distance(
 ) -> torch.Tensor:
     """ASSD: mean of all surface-to-surface distances in both directions, per image and class.
 
-    ``(sum_{p in P} d(p, G) + sum_{g in G} d(g, P)) / (|P| + |G|)``. Arguments as in
-    :func:`hausdorff_distance`.
+    ``(sum_{p in P} d(p, G) + sum_{g in G} d(g, P)) / (|P| + |G|)``.
+
+    Args:
+        output: Predictions: (N, C, *spatial) masks/scores (binary, multilabel) or (N, *spatial) class
+            indices (multiclass).
+        target: Targets shaped like ``output``.
+        mode: ``"binary"``, ``"multilabel"`` or ``"multiclass"``.
+        threshold: Binarisation threshold for score outputs (binary, multilabel).
+        num_classes: Number of classes (multiclass).
+        spacing: Voxel size along each spatial axis (scalar or one value per axis); distances are in its
+            units.
+        empty_value: Value when exactly one of the two masks is empty; default: the image diagonal.
+        reduction: ``None``/``"none"`` for the (N, C) values, ``"mean"`` for their mean.
+
+    Returns:
+        (N, C) tensor (or a scalar with ``reduction="mean"``) in the default float dtype.
     """
 
     def reducer(d_pg: torch.Tensor, d_gp: torch.Tensor) -> torch.Tensor:

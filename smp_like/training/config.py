@@ -42,7 +42,12 @@ METRICS: Tuple[str, ...] = ("iou", "dice", "precision", "recall", "accuracy", "s
 
 
 class ConfigError(ValueError):
-    """An invalid configuration; ``errors`` lists one ``"key.path: message"`` line per problem."""
+    """An invalid configuration; ``errors`` lists one ``"key.path: message"`` line per problem.
+
+    Args:
+        errors: the problems, one ``"key.path: message"`` each.
+        source: the config file, named in the message.
+    """
 
     def __init__(self, errors: Sequence[str], source: Optional[str] = None):
         self.errors = list(errors)
@@ -298,7 +303,26 @@ class PlotsConfig(_Section):
 
 
 class TrainConfig(_Section):
-    """The whole configuration (see the module docstring)."""
+    """The whole configuration (see the module docstring); every key is listed in docs/config_reference.md.
+
+    Attributes:
+        model: the architecture and its arguments (or a saved model to fine-tune).
+        data: folders, splits, transforms, normalisation and loaders.
+        loss: the loss (one, or a weighted combination).
+        metrics: the metrics logged during validation and testing.
+        optimizer: any ``torch.optim`` optimizer by name, with its arguments.
+        scheduler: any ``torch.optim.lr_scheduler`` by name, with its arguments.
+        trainer: arguments of Lightning's ``Trainer``.
+        checkpoint: what is kept in ``checkpoints/``.
+        early_stopping: stop when the monitored metric stops improving.
+        plots: the curves and prediction figures written to the run folder.
+        seed: global random seed (None: not seeded).
+        output_dir: the run folder is ``output_dir/run_name``.
+        run_name: name of the run folder.
+        resume: continue from ``checkpoints/last.ckpt``.
+        skip_nonfinite: skip batches whose loss is NaN/Inf instead of stopping.
+        channels_last: train in the channels-last memory format.
+    """
 
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig
@@ -565,6 +589,9 @@ def parse_config(values: Dict[str, Any], source: Optional[str] = None, check_nam
         values: the parsed YAML.
         source: file name for messages.
         check_names: also check loss, optimizer, scheduler, model, trainer and transform names and arguments.
+
+    Returns:
+        The validated configuration.
 
     Raises:
         ConfigError: listing every problem with its key path.

@@ -68,6 +68,13 @@ def per_class_iou(cm: torch.Tensor) -> torch.Tensor:
 
 
 def pixel_accuracy(cm: torch.Tensor) -> float:
-    """Fraction of correctly classified pixels, ``trace(cm) / sum(cm)`` (``nan`` for an empty matrix)."""
+    """Fraction of correctly classified pixels, ``trace(cm) / sum(cm)`` (``nan`` for an empty matrix).
+
+    Args:
+        cm: a (C, C) confusion matrix.
+
+    Returns:
+        The accuracy, a Python float.
+    """
     total = cm.sum().item()
     return float(cm.diagonal().sum().item() / total) if total else float("nan")

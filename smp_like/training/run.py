@@ -182,6 +182,9 @@ def train(cfg: TrainConfig, resume: Optional[bool] = None, progress: Optional[bo
         progress: show Lightning's progress bar (default: ``cfg.trainer.enable_progress_bar``).
         callbacks: extra Lightning callbacks.
 
+    Returns:
+        The run summary (metrics, paths, timings) that ``summary.json`` holds.
+
     Raises:
         RunError: unwritable output folder, ``resume`` without a checkpoint, or a new run into a folder that
             already holds checkpoints.

@@ -28,7 +28,13 @@ __all__ = ["SegmentationTask", "validation_forward", "NonFiniteLossError"]
 
 
 class NonFiniteLossError(FloatingPointError, ValueError):
-    """The loss became NaN or Inf; ``step`` is the global step (0-based) of the batch."""
+    """The loss became NaN or Inf; ``step`` is the global step (0-based) of the batch.
+
+    Args:
+        step: the global step of the batch.
+        value: the loss value.
+        last_checkpoint: the last good checkpoint, named in the message when there is one.
+    """
 
     def __init__(self, step: int, value: float, last_checkpoint: Optional[str] = None):
         self.step = step
@@ -46,6 +52,12 @@ def validation_forward(model: nn.Module, image: torch.Tensor, roi_size: Optional
     With ``roi_size`` set and ``smp_like.inference`` available, images are processed by its sliding window
     (``smp_like.inference.sliding_window(model, x, roi_size=..., overlap=...)``); otherwise the whole image goes through
     the model at once (models pad any size internally).
+
+    Args:
+        model: the segmentation model.
+        image: a batch ``(N, C, *spatial)``.
+        roi_size: sliding-window size, or None for the whole image at once.
+        overlap: overlap of neighbouring windows.
 
     Returns:
         The mask logits ``(N, C, *spatial)`` (the aux head's output, if any, is dropped).

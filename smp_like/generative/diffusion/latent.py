@@ -147,6 +147,16 @@ class LDPM(DDPM):
 
 
 class LDIM(LDPM):
-    """:class:`LDPM` sampling with DDIM by default; loads LDPM checkpoints."""
+    """:class:`LDPM` sampling with DDIM by default; loads LDPM checkpoints.
+
+    Args:
+        autoencoder: the trained ``AE`` / ``VAE`` (or its saved config), as in LDPM.
+        freeze_autoencoder: keep the auto-encoder's weights fixed.
+        latent_scale: multiplies latents before diffusion (see ``estimate_latent_scale``).
+        architecture: the latent eps-model's architecture.
+        encoder_name: the eps-model's encoder.
+        encoder_weights: the eps-model's encoder weights.
+        **kwargs: the other arguments of :class:`LDPM` (DDIM sampling by default).
+    """
 
     _default_sampler = "ddim"

@@ -492,6 +492,14 @@ class DDPM(nn.Module, HubMixin):
 class DDIM(DDPM):
     """:class:`DDPM` whose default sampler is DDIM (Song et al. 2021): ``num_inference_steps`` (default 50)
     uniform or quadratic timesteps, ``eta`` (default 0, deterministic). Same arguments and weights as DDPM:
-    ``DDIM.from_pretrained`` loads a DDPM checkpoint (and the other way round) without retraining."""
+    ``DDIM.from_pretrained`` loads a DDPM checkpoint (and the other way round) without retraining.
+
+    Args:
+        sampler: ``"ddim"`` (the default here) or ``"ddpm"``.
+        num_inference_steps: DDIM steps (default 50).
+        timestep_spacing: ``"uniform"`` or ``"quadratic"``.
+        eta: 0 for deterministic DDIM, 1 for DDPM-like noise.
+        **kwargs: every other argument of :class:`DDPM`, with the same meaning and defaults.
+    """
 
     _default_sampler = "ddim"

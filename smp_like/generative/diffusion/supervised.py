@@ -110,6 +110,17 @@ class SDPM(DDPM):
 
 
 class SDIM(SDPM):
-    """:class:`SDPM` sampling with DDIM by default (``num_inference_steps``, ``eta``); loads SDPM checkpoints."""
+    """:class:`SDPM` sampling with DDIM by default (``num_inference_steps``, ``eta``); loads SDPM checkpoints.
+
+    Args:
+        architecture: the eps-model's architecture.
+        encoder_name: the eps-model's encoder.
+        encoder_weights: the eps-model's encoder weights.
+        in_channels: channels of the conditioning image.
+        classes: mask channels (diffused).
+        num_ensemble: sampled masks averaged per image.
+        image_conditioning: how the image conditions the model (``"concat"`` or ``"encoder"``).
+        **kwargs: the other arguments of :class:`SDPM`.
+    """
 
     _default_sampler = "ddim"
