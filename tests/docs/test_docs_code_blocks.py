@@ -2,7 +2,8 @@
 
 Blocks of a page run in order in one fresh namespace, in a temporary working directory; a block marked
 ``<!-- docs-test: skip (reason) -->`` is reported as skipped with its reason; shell blocks marked
-``<!-- docs-test: run -->`` run with ``smp-like`` bound to this checkout. See docs_code_blocks.py.
+``<!-- docs-test: run -->`` run in their turn, in the same folder (so they can use what earlier blocks wrote), with
+``smp-like`` and ``python`` bound to this checkout. See docs_code_blocks.py.
 
 Pages that load pretrained encoder weights (``encoder_weights="imagenet"``) get them from the suite's loopback Hub:
 stand-in (randomly initialised) weights published at the registry's own repository and pinned revision, so the
@@ -22,9 +23,12 @@ from docs_code_blocks import PYTHON_LANGS, ROOT, SHELL_LANGS, code_blocks, markd
 
 PAGES = markdown_pages()
 ALL_BLOCKS = [b for page in PAGES for b in code_blocks(page)]
-PY_PAGES = [p for p in PAGES if any(b.lang in PYTHON_LANGS and b.marker != "skip" for b in code_blocks(p))]
+RUN_PAGES = [
+    p for p in PAGES
+    if any((b.lang in PYTHON_LANGS and b.marker != "skip") or (b.lang in SHELL_LANGS and b.marker == "run")
+           for b in code_blocks(p))
+]
 SKIPPED = [b for b in ALL_BLOCKS if b.lang in PYTHON_LANGS and b.marker == "skip"]
-SHELL_RUN = [b for b in ALL_BLOCKS if b.lang in SHELL_LANGS and b.marker == "run"]
 # Skips are for blocks that need the network or a GPU; keep them rare.
 MAX_SKIPPED = 6
 # Encoders whose "imagenet" weights the pages load; the loopback Hub serves stand-ins for them.
@@ -56,23 +60,54 @@ def _publish_stand_in_weights(hub) -> None:
         hub.add_file(setting["repo_id"], "model.safetensors", save(state), commit_sha=setting["revision"])
 
 
-@pytest.mark.parametrize("page", PY_PAGES, ids=_rel)
-def test_python_blocks_of_page_run(page, docs_env, hub_env):
-    blocks = [b for b in code_blocks(page) if b.lang in PYTHON_LANGS and b.marker != "skip"]
-    if any("imagenet" in b.source for b in blocks):
+def _runnable(block) -> bool:
+    return (block.lang in PYTHON_LANGS and block.marker != "skip") or (
+        block.lang in SHELL_LANGS and block.marker == "run"
+    )
+
+
+def _shell_env(work) -> dict:
+    # `smp-like` and `python` resolve to this interpreter and checkout through small shims first on PATH.
+    bin_dir = work.parent / "_bin"
+    if not bin_dir.exists():
+        bin_dir.mkdir()
+        for name, command in (("smp-like", f'"{sys.executable}" -m smp_like'), ("python", f'"{sys.executable}"'),
+                              ("python3", f'"{sys.executable}"')):
+            shim = bin_dir / name
+            shim.write_text(f'#!/bin/sh\nexec {command} "$@"\n')
+            shim.chmod(0o755)
+    return dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(ROOT))
+
+
+def _run_shell(block, work) -> None:
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block.source], cwd=work, env=_shell_env(work), capture_output=True,
+        text=True, timeout=300,
+    )
+    assert result.returncode == 0, textwrap.dedent(
+        f"shell block at {block.name} exited {result.returncode}\n--- stdout\n{result.stdout[-3000:]}\n"
+        f"--- stderr\n{result.stderr[-3000:]}"
+    )
+
+
+@pytest.mark.parametrize("page", RUN_PAGES, ids=_rel)
+def test_blocks_of_page_run(page, docs_env, hub_env):
+    blocks = [b for b in code_blocks(page) if _runnable(b)]
+    if any("imagenet" in b.source for b in blocks if b.lang in PYTHON_LANGS):
         _publish_stand_in_weights(hub_env)
     torch.manual_seed(0)
     namespace: dict = {"__name__": "__main__"}
-    ran = 0
     for block in blocks:
+        if block.lang in SHELL_LANGS:
+            _run_shell(block, docs_env)  # in the same folder: it may use the files earlier blocks wrote
+            continue
         # Leading newlines make tracebacks point at the page's own line numbers.
         code = compile("\n" * block.line + block.source, str(page), "exec")
         try:
             exec(code, namespace)
         except Exception as err:  # noqa: BLE001 - re-raised with the block's location
             raise AssertionError(f"code block at {block.name} failed: {type(err).__name__}: {err}") from err
-        ran += 1
-    assert ran > 0
+    assert blocks
 
 
 @pytest.mark.parametrize("block", SKIPPED, ids=lambda b: b.name)
@@ -87,25 +122,6 @@ def test_few_blocks_are_skipped():
     for block in ALL_BLOCKS:
         if block.marker == "run":
             assert block.lang in SHELL_LANGS, f"{block.name}: 'run' marks shell blocks (python blocks always run)"
-
-
-@pytest.mark.parametrize("block", SHELL_RUN, ids=lambda b: b.name)
-def test_marked_shell_blocks_run(block, docs_env):
-    # `smp-like` resolves to this checkout's package through a small shim first on PATH.
-    bin_dir = docs_env / "_bin"
-    bin_dir.mkdir()
-    shim = bin_dir / "smp-like"
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m smp_like "$@"\n')
-    shim.chmod(0o755)
-    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(ROOT))
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", block.source], cwd=docs_env, env=env, capture_output=True, text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, textwrap.dedent(
-        f"shell block at {block.name} exited {result.returncode}\n--- stdout\n{result.stdout[-3000:]}\n"
-        f"--- stderr\n{result.stderr[-3000:]}"
-    )
 
 
 def test_collector_finds_the_blocks(tmp_path):
