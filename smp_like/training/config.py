@@ -35,6 +35,7 @@ __all__ = [
     "METRICS",
     "IMAGE_METRICS",
     "resolve_task",
+    "task_kind",
 ]
 
 TASKS = ("binary", "multiclass", "multilabel")
@@ -345,6 +346,18 @@ def resolve_task(task: str, arch: Optional[str], from_pretrained: Optional[str] 
     if name in CLASSIFIER_ARCHS:
         return "classification"
     return "segmentation"
+
+
+def task_kind(cfg: "TrainConfig") -> str:
+    """Which Lightning task trains ``cfg``: ``segmentation`` (``SegmentationTask``), ``supervised`` (SDPM / SDIM on
+    segmentation data), ``generative`` (AE, VAE, HAE, DDPM, DDIM, LDPM, LDIM) or ``classification``."""
+    task = cfg.resolved_task
+    if task == "segmentation":
+        arch = str(cfg.model.arch).lower()
+        if cfg.model.from_pretrained:
+            arch = str(_saved_class(cfg.model.from_pretrained) or arch).lower()
+        return "supervised" if arch in SUPERVISED_DIFFUSION_ARCHS else "segmentation"
+    return "classification" if task == "classification" else "generative"
 
 
 def _saved_class(folder: Optional[str]) -> Optional[str]:

@@ -249,6 +249,15 @@ class ImageDataModule(pl.LightningDataModule):
         self.datasets: Dict[str, ImageFolderDataset] = {}
         self._prepared = False
 
+    def _expected_channels(self) -> Optional[int]:
+        model = self.cfg.model
+        if model.from_pretrained:
+            return None
+        if str(model.arch).lower() in ("ldpm", "ldim"):
+            ae = model.kwargs.get("autoencoder") or {}
+            return int(ae["in_channels"]) if isinstance(ae, dict) and "in_channels" in ae else None
+        return int(model.in_channels)
+
     def prepare(self) -> "ImageDataModule":
         """Scan every split, read every file once and check labels: all problems in one :class:`DataError`."""
         if self._prepared:
@@ -269,12 +278,17 @@ class ImageDataModule(pl.LightningDataModule):
             else:
                 problems += [f"{it.path}: no row {it.stem!r} in {d.labels_csv}" for split in self.items.values()
                              for it in split if it.stem not in labels]
+        channels = self._expected_channels()
         for split in self.items.values():
             for it in split:
                 try:
-                    read_volume(it.path) if self.dim == 3 else read_image(it.path)
+                    array = read_volume(it.path).data if self.dim == 3 else read_image(it.path)
                 except (ImageReadError, ValueError) as err:
                     problems.append(str(err))
+                    continue
+                found = array.shape[0] if self.dim == 3 else array.shape[-1]
+                if channels is not None and found != channels:
+                    problems.append(f"{it.path}: {found} channels, but the model takes {channels} (model.in_channels)")
         if problems:
             raise DataError(problems)
         seed = self.cfg.seed or 0

@@ -35,7 +35,7 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 from smp_like.io.atomic import atomic_output
 from smp_like.training.builders import build_loss, build_model
 from smp_like.training.callbacks import PlotCallback
-from smp_like.training.config import TrainConfig
+from smp_like.training.config import TrainConfig, task_kind
 from smp_like.training.data import SegmentationDataModule
 from smp_like.training.plots import read_epoch_history
 from smp_like.training.task import SegmentationTask
@@ -79,20 +79,6 @@ def build_task(cfg: TrainConfig, model: Optional[torch.nn.Module] = None) -> Seg
         optimizer=optimizer, scheduler=scheduler, monitor=cfg.metrics.monitor, val_roi_size=d.val_roi_size,
         val_overlap=d.val_overlap, skip_nonfinite=cfg.skip_nonfinite, channels_last=cfg.channels_last,
     )
-
-
-def task_kind(cfg: TrainConfig) -> str:
-    """Which Lightning task trains ``cfg``: ``segmentation`` (:class:`SegmentationTask`), ``supervised`` (SDPM /
-    SDIM on segmentation data), ``generative`` (AE, VAE, HAE, DDPM, DDIM, LDPM, LDIM) or ``classification``."""
-    task = cfg.resolved_task
-    if task == "segmentation":
-        arch = str(cfg.model.arch).lower()
-        if cfg.model.from_pretrained:
-            from smp_like.training.config import _saved_class
-
-            arch = str(_saved_class(cfg.model.from_pretrained) or arch).lower()
-        return "supervised" if arch in ("sdpm", "sdim") else "segmentation"
-    return "classification" if task == "classification" else "generative"
 
 
 def build_any_task(cfg: TrainConfig, model: Optional[torch.nn.Module] = None) -> "pl.LightningModule":
