@@ -194,7 +194,8 @@ def _quiet_known_warnings() -> None:
     the CSV logger's notice about the metrics.csv it is about to write, which smp_like handles on resume)."""
     for message in (r".*set_vital.*", r".*LeafSpec.*", r"Experiment logs directory .* exists and is not empty.*",
                     r"The number of training batches .* is smaller than the logging interval.*",
-                    r"You have overridden `on_after_batch_transfer`.*"):
+                    r"You have overridden `on_after_batch_transfer`.*",
+                    r"Found \d+ module\(s\) in eval mode at the start of training.*"):  # LDPM's frozen AE
         warnings.filterwarnings("ignore", message=message)
 
 

@@ -33,17 +33,18 @@ def square_image(rng: np.random.Generator, size: int = 16, channels: int = 1):
     return image, mask
 
 
-def write_squares(root: Path, n: int, seed: int, size: int = 16, channels: int = 1, masks: bool = False) -> Dict[str, str]:
-    """``root/images/sNN.png`` (grey, or RGB with 3 channels) and, with ``masks``, ``root/masks/sNN.png``."""
+def write_squares(root: Path, n: int, seed: int, size: int = 16, channels: int = 1, masks: bool = False,
+                  prefix: str = "s") -> Dict[str, str]:
+    """``root/images/<prefix>NN.png`` (grey, or RGB with 3 channels) and, with ``masks``, ``root/masks/...``."""
     rng = np.random.default_rng(seed)
     for i in range(n):
         image, mask = square_image(rng, size, channels)
         if channels == 3:
-            write_rgb_png(root / "images" / f"s{i:02d}.png", image)
+            write_rgb_png(root / "images" / f"{prefix}{i:02d}.png", image)
         else:
-            _write_grey(root / "images" / f"s{i:02d}.png", image[..., 0])
+            _write_grey(root / "images" / f"{prefix}{i:02d}.png", image[..., 0])
         if masks:
-            write_index_png(root / "masks" / f"s{i:02d}.png", mask)
+            write_index_png(root / "masks" / f"{prefix}{i:02d}.png", mask)
     out = {"images": str(root / "images")}
     if masks:
         out["masks"] = str(root / "masks")
@@ -78,8 +79,8 @@ def generative_config(tmp: Path, arch: str, n_train: int = 6, n_val: int = 2, n_
     """A native config over square images under ``tmp/data`` for ``arch`` (SDPM: with masks; ClM: with a labels
     CSV where the class is whether the square is large)."""
     masks = arch in ("SDPM", "SDIM")
-    data: Dict[str, Any] = {"train": write_squares(tmp / "data" / "train", n_train, 1, masks=masks),
-                            "val": write_squares(tmp / "data" / "val", n_val, 2, masks=masks),
+    data: Dict[str, Any] = {"train": write_squares(tmp / "data" / "train", n_train, 1, masks=masks, prefix="tr"),
+                            "val": write_squares(tmp / "data" / "val", n_val, 2, masks=masks, prefix="va"),
                             "batch_size": 3}
     if n_test:
         data["test"] = write_squares(tmp / "data" / "test", n_test, 3, masks=masks)
