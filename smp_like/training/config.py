@@ -581,6 +581,9 @@ def _task_errors(cfg: TrainConfig, task: str) -> List[str]:
         if not cfg.data.labels_csv:
             errors.append("data.labels_csv: a classification run needs a CSV of image stem -> class (columns stem, "
                           "label)")
+    if task in ("reconstruction", "generation") and cfg.data.normalization is not None:
+        errors.append("data.normalization: reconstruction and generation runs scale images to [0, 1] themselves "
+                      "(diffusion models map them to [-1, 1]); remove it")
     if task == "reconstruction" or (task == "generation" and arch == "vae"):
         for i, term in enumerate(cfg.loss.terms):
             if term.name in ("KLDivergenceLoss", "KLLoss", "KL") and arch != "vae":

@@ -143,9 +143,10 @@ def evaluate_generative(cfg: TrainConfig, checkpoint: Optional[str] = None, spli
 
         datamodule = ImageDataModule(cfg).prepare()
     dataset = datamodule.datasets.get(split)
-    if dataset is None and (kind != "generative" or cfg.resolved_task == "reconstruction"):
-        raise ValueError(f"no {split!r} split: add data.{split} folders to the config")
     model = load_generative_model(cfg, checkpoint).to(device).eval()
+    # Only sampling needs no data of the split (its size comes from any split); everything else scores images.
+    if dataset is None and (kind != "generative" or model_kind(model) == "autoencoder"):
+        raise ValueError(f"no {split!r} split: add data.{split} folders to the config")
     out = Path(out_dir) if out_dir is not None else cfg.run_dir.resolve() / split
     out.mkdir(parents=True, exist_ok=True)
     dim = int(getattr(cfg.data, "dim", 2) or 2)

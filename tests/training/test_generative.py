@@ -106,6 +106,8 @@ def test_wrong_task_loss_metrics_and_missing_labels_are_reported():
                for e in errors(model=model_for("AE"), data=data, loss=["MSELoss", "KLDivergenceLoss"]))
     assert any(e.startswith("data.labels_csv: a classification run needs")
                for e in errors(model=model_for("ClM"), data={**data, "classes": ["a", "b"]}))
+    assert any(e.startswith("data.normalization: reconstruction and generation runs scale images to [0, 1]")
+               for e in errors(model=model_for("DDPM"), data={**data, "normalization": {"mean": [0.5], "std": [0.5]}}))
     bad_eps = dict(model_for("DDPM"), eps_model=dict(model_for("DDPM")["eps_model"], decoder_chanels=[8, 4]))
     assert any(e.startswith("model: DDPM cannot be built") and "decoder_chanels" in e
                for e in errors(model=bad_eps, data=data))
