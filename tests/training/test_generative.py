@@ -335,3 +335,30 @@ def test_documented_example_trains_ddpm_and_tests_it_as_ddim(tmp_path, monkeypat
     result = evaluate(load_config(folder / "ddim_test.yaml"), split="val")
     assert (result["model"], result["sampler"], result["num_inference_steps"]) == ("DDPM", "ddim", 4)
     assert len(list((folder / "runs" / "ddpm" / "val" / "samples").glob("*.png"))) == 4
+
+
+def test_volumes_are_read_scaled_and_written_back_with_their_geometry(tmp_path):
+    """The 3D path of the images-only data and of the test outputs (NIfTI in, NIfTI out with the same affine)."""
+    from smp_like.io.volumes import read_volume, write_volume
+    from smp_like.training.generative_data import ImageFolderDataset, scan_images
+    from smp_like.training.generative_evaluate import _write_output
+
+    affine = np.diag([0.8, 0.9, 2.5, 1.0])
+    affine[:3, 3] = [10.0, -4.0, 7.5]
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        write_volume(tmp_path / "vols" / f"case{i}_t1.nii.gz", rng.normal(300, 50, (12, 10, 8)).astype(np.float32),
+                     affine)
+    (tmp_path / "vols" / "notes.txt").write_text("not an image")
+    items, problems = scan_images([{"images": str(tmp_path / "vols"), "image_suffix": "_t1"}], dim=3)
+    assert not problems and [it.stem for it in items] == ["case0", "case1"]
+    item = ImageFolderDataset(items, dim=3)[1]
+    x = item["image"]
+    assert x.shape == (1, 12, 10, 8) and float(x.min()) == 0.0 and float(x.max()) == 1.0
+    raw = read_volume(items[1].path).data.astype(np.float64)
+    assert np.allclose(x.numpy(), (raw - raw.min()) / (raw.max() - raw.min()), atol=1e-6)
+    out = _write_output(tmp_path / "out", item["meta"]["stem"], x.numpy() * 0.5, item["meta"], dim=3)
+    back = read_volume(out)
+    assert out.name == "case1.nii.gz" and np.allclose(back.affine, affine)
+    assert np.allclose(back.data[0], x.numpy()[0] * 0.5, atol=1e-6)
+    assert back.spacing == pytest.approx((0.8, 0.9, 2.5))
