@@ -601,7 +601,7 @@ def _build_errors(cfg: TrainConfig) -> List[str]:
     """Build a wrapper on the meta device (no memory) to report bad nested arguments before any training."""
     import torch
 
-    from smp_like.training.builders import build_model
+    import smp_like
 
     if str(cfg.model.arch).lower() in ("ldpm", "ldim"):
         ae = cfg.model.kwargs.get("autoencoder")
@@ -612,7 +612,15 @@ def _build_errors(cfg: TrainConfig) -> List[str]:
             return []  # loading a folder on the meta device is not possible; the real build reports it
     try:
         with torch.device("meta"):
-            build_model(cfg.model, len(cfg.data.classes), pretrained=False)
+            if str(cfg.model.arch).lower() == "clm":
+                kwargs = dict(cfg.model.kwargs)
+                kwargs.setdefault("classes", len(cfg.data.classes))
+                smp_like.create_model("ClM", encoder_name=cfg.model.encoder_name, encoder_weights=None,
+                                      in_channels=cfg.model.in_channels, **kwargs)
+            else:
+                from smp_like.training.wrappers import build_wrapper
+
+                build_wrapper(cfg.model, len(cfg.data.classes), pretrained=False)
     except (TypeError, ValueError) as err:
         return [f"model: {cfg.model.arch} cannot be built from these arguments: {err}"]
     except Exception:  # noqa: BLE001 - an op without meta support is left to the real build

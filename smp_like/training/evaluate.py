@@ -80,9 +80,10 @@ def evaluate(cfg: TrainConfig, checkpoint: Optional[str] = None, split: str = "t
     from smp_like.training.config import task_kind
 
     if task_kind(cfg) != "segmentation":  # reconstruction, generation, SDPM/SDIM, classification
-        from smp_like.training.generative_evaluate import evaluate_generative
+        from smp_like.training.generative_evaluate import evaluate_generative, load_generative_model
 
-        return evaluate_generative(cfg, checkpoint, split, out_dir, device)
+        model = load_generative_model(cfg, checkpoint, fallback=load_trained_model)
+        return evaluate_generative(cfg, checkpoint, split, out_dir, device, model=model)
     from smp_like.training.data import SegmentationDataModule
 
     datamodule = SegmentationDataModule(cfg).prepare()

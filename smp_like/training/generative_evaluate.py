@@ -61,23 +61,35 @@ def _write_output(folder: Path, stem: str, image: np.ndarray, meta: Optional[Dic
     return write_unit_png(folder / f"{stem}.png", image)
 
 
-def load_generative_model(cfg: TrainConfig, checkpoint: Optional[str] = None) -> torch.nn.Module:
+def load_generative_model(cfg: TrainConfig, checkpoint: Optional[str] = None,
+                          fallback: Optional[Any] = None) -> torch.nn.Module:
     """The trained model of a run: ``best/`` (default), ``"last"``, a ``.ckpt`` file or a saved folder.
 
     ``.ckpt`` files are read into the model the config describes, built without pretrained weights; a ``DDIM``
     config reads a ``DDPM`` run's checkpoint (the same network).
 
+    Args:
+        cfg: the run's config.
+        checkpoint: ``None``/``"best"``, ``"last"``, a ``.ckpt`` file or a saved folder.
+        fallback: ``fallback(cfg, checkpoint)`` loads what is not a ``.ckpt`` (``evaluate.load_trained_model``,
+            which also reads Flemme-style checkpoints); default: ``smp_like.from_pretrained`` of the folder.
+
     Raises:
         FileNotFoundError: when the named weights do not exist.
     """
+    import smp_like
     from smp_like.training.builders import build_model
-    from smp_like.training.evaluate import load_trained_model
 
     target = Path(checkpoint) if checkpoint not in (None, "best", "last") else None
     if checkpoint == "last":
         target = cfg.run_dir.resolve() / "checkpoints" / "last.ckpt"
     if target is None or target.is_dir() or target.suffix != ".ckpt":
-        return load_trained_model(cfg, checkpoint)
+        if fallback is not None:
+            return fallback(cfg, checkpoint)
+        folder = target if target is not None else cfg.run_dir.resolve() / "best"
+        if not folder.exists():
+            raise FileNotFoundError(f"no trained weights at {folder}; train first (`smp-like train --config ...`)")
+        return smp_like.from_pretrained(str(folder))
     if not target.is_file():
         raise FileNotFoundError(f"no trained weights at {target}; train first (`smp-like train --config ...`)")
     model = build_model(cfg.model, len(cfg.data.classes), pretrained=False)
@@ -114,7 +126,8 @@ def _slerp(a: torch.Tensor, b: torch.Tensor, w: float) -> torch.Tensor:
 @torch.no_grad()
 def evaluate_generative(cfg: TrainConfig, checkpoint: Optional[str] = None, split: str = "test",
                         out_dir: Optional[Union[str, Path]] = None,
-                        device: Union[str, torch.device] = "cpu") -> Dict[str, Any]:
+                        device: Union[str, torch.device] = "cpu",
+                        model: Optional[torch.nn.Module] = None) -> Dict[str, Any]:
     """Test a reconstruction / generation / supervised-diffusion / classification run (see the module docstring).
 
     Args:
@@ -123,6 +136,7 @@ def evaluate_generative(cfg: TrainConfig, checkpoint: Optional[str] = None, spli
         split: ``"test"`` or ``"val"``.
         out_dir: where to write (default ``<run folder>/<split>``).
         device: torch device.
+        model: the loaded model (default: :func:`load_generative_model`).
 
     Returns:
         ``metrics.json``'s content (``mean`` and ``per_class`` as for segmentation, plus the kind's own keys).
@@ -143,7 +157,7 @@ def evaluate_generative(cfg: TrainConfig, checkpoint: Optional[str] = None, spli
 
         datamodule = ImageDataModule(cfg).prepare()
     dataset = datamodule.datasets.get(split)
-    model = load_generative_model(cfg, checkpoint).to(device).eval()
+    model = (model if model is not None else load_generative_model(cfg, checkpoint)).to(device).eval()
     # Only sampling needs no data of the split (its size comes from any split); everything else scores images.
     if dataset is None and (kind != "generative" or model_kind(model) == "autoencoder"):
         raise ValueError(f"no {split!r} split: add data.{split} folders to the config")
