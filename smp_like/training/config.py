@@ -388,7 +388,12 @@ def _task_defaults(values: Dict[str, Any]) -> Dict[str, Any]:
         return values
     if resolved == "reconstruction":
         metrics.setdefault("names", ["psnr", "ssim", "mse"])
-        metrics.setdefault("monitor", "val/psnr")
+        names = metrics["names"] if isinstance(metrics["names"], list) else []
+        # Monitor PSNR (or SSIM) when logged, else the validation loss.
+        monitor, mode = next(((f"val/{n}", "max") for n in ("psnr", "ssim") if n in names), ("val/loss", "min"))
+        if "monitor" not in metrics:
+            metrics["monitor"] = monitor
+            metrics.setdefault("mode", mode)
         metrics.setdefault("mode", "max")
         if "loss" not in values:
             terms = [{"name": "MSELoss"}]
