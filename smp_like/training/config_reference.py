@@ -110,6 +110,17 @@ DESCRIPTIONS: Dict[str, str] = {
     "early_stopping.min_delta": "smallest improvement that counts",
     "plots.every_n_epochs": "refresh `predictions.png` every N epochs",
     "plots.num_samples": "validation images shown in `predictions.png`",
+    # generative and classification runs (issue 16)
+    "task": "`auto` (from `model.arch`), `segmentation`, `classification`, `reconstruction` or `generation`",
+    "generation": "sample grids during training and the sampling settings of test runs (see `generation`)",
+    "data.labels_csv": "classification: a CSV with columns `stem` and `label` (class index or name)",
+    "generation.sample_every_n_epochs": "`samples.png` / `reconstructions.png` in the run folder every N epochs",
+    "generation.num_samples": "images in those grids, and samples written by `smp-like test`",
+    "generation.seed": "seed of the fixed generator of the grids and test samples",
+    "generation.num_inference_steps": "DDIM steps when sampling (`null`: the model's own)",
+    "generation.clip_range": "`[low, high]`: clamp samples in the model's range ([-1, 1] for pixel diffusion)",
+    "generation.num_ensemble": "SDPM / SDIM test: mean of N samples per image, then the segmentation metrics",
+    "generation.interpolation": "test: also write `interpolation.png` (latent or noise interpolation)",
 }
 """Descriptions of the keys whose schema entry carries none (``key.path`` -> text; ``[]`` marks list items)."""
 
