@@ -1,14 +1,15 @@
 """Regenerate the documentation's figures (docs/figures/*.png) from the code itself.
 
-    python docs/figures/make_figures.py              # all figures (runs the demo: about 3 minutes on 2 cores)
-    python docs/figures/make_figures.py --quick      # the demo with --quick settings (seconds; a weak model)
+    python docs/figures/make_figures.py              # all figures (a shortened demo run and a tiny DDPM: minutes)
+    python docs/figures/make_figures.py --quick      # a very short demo run (seconds; a weak model)
     python docs/figures/make_figures.py architecture blending   # only some figures
 
 Figures:
     architecture.png       encoder -> decoder -> heads of a real Unet (stage channels and strides measured by
                            a forward pass)
-    demo_predictions.png   the demo's ``predictions.png`` (held-out images, truth, prediction) after training
-    training_curve.png     the demo's ``curves.png``: losses and validation scores per epoch, from the run's logs
+    demo_predictions.png   the demo's ``predictions.png`` (held-out images, truth, prediction) after a shortened
+                           demo run (DEMO_FIGURE below)
+    training_curve.png     that run's ``curves.png``: losses and validation scores per epoch, from the run's logs
     blending.png           the sliding window's Gaussian importance map, the windows over an image and the blended
                            output of windows that each predict one constant (smp_like.inference)
     diffusion_samples.png  DDPM and DDIM samples of a tiny DDPM trained briefly on the synthetic shapes
@@ -112,12 +113,18 @@ def architecture() -> None:
     _save(fig, "architecture.png")
 
 
+# A shorter run than the demo's default (4 epochs over 1536 images), so that the script stays quick; the captions
+# in docs/demo.md say so.
+DEMO_FIGURE = dict(epochs=3, train_size=384, val_size=32, test_size=32)
+DEMO_QUICK = dict(epochs=1, train_size=32, val_size=8, test_size=8)
+
+
 def demo(quick: bool) -> None:
     """Run the demo (the real training pipeline) and keep its predictions and curves."""
     from smp_like.training import run_demo
 
     with tempfile.TemporaryDirectory() as tmp:
-        kwargs = dict(epochs=1, train_size=32, val_size=8, test_size=8) if quick else {}
+        kwargs = DEMO_QUICK if quick else DEMO_FIGURE
         result = run_demo(output_dir=tmp, progress=False, seed=0, **kwargs)
         run_dir = Path(result["run_dir"])
         print(f"demo mean foreground test IoU {result['mean_iou']:.3f}")
@@ -161,7 +168,7 @@ def blending() -> None:
     _save(fig, "blending.png")
 
 
-def diffusion_samples(steps: int = 200) -> None:
+def diffusion_samples(steps: int = 120) -> None:
     """A tiny DDPM trained for ``steps`` steps on 32x32 shapes; DDPM and DDIM samples from the same noise."""
     from smp_like.datasets.shapes import ShapesDataset
 
@@ -241,12 +248,14 @@ FIGURES = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Regenerate docs/figures/*.png")
     parser.add_argument("figures", nargs="*", help=f"which figures, of {sorted(FIGURES)} (default: all)")
-    parser.add_argument("--quick", action="store_true", help="a short demo run (weak model) instead of the full one")
+    parser.add_argument("--quick", action="store_true", help="a very short demo run (weak model)")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.figures) - set(FIGURES))
     if unknown:
         parser.error(f"unknown figures {unknown}; choose from {sorted(FIGURES)}")
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    # One thread by default: on a shared machine, OpenMP threads that wait for each other cost more than they give.
+    torch.set_num_threads(args.threads)
     for name in args.figures or list(FIGURES):
         if name == "demo":
             demo(args.quick)
