@@ -3,7 +3,8 @@
 Writes into ``<run folder>/test/`` (or ``out_dir``): ``per_image.csv`` (one row per image and class: IoU, Dice,
 precision, recall, HD95), ``per_class.csv`` and ``metrics.json`` (counts summed over the split, then scored, as in
 validation; HD95 averaged over the images where it is defined), and ``masks/<stem>.png``: class-index palette PNGs
-(binary / multilabel: ``max_c (c + 1) * mask_c``).
+(binary / multilabel: ``max_c (c + 1) * mask_c``); volumes (``data.dim: 3``): ``masks/<stem>.nii.gz`` with the
+input's affine and header.
 """
 
 import csv
@@ -53,6 +54,21 @@ def load_trained_model(cfg: TrainConfig, checkpoint: Optional[str] = None) -> to
     state = torch.load(target, map_location="cpu", weights_only=True)["state_dict"]
     model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
     return model
+
+
+def _write_volume_mask(dataset: Any, meta: Dict[str, Any], pred: np.ndarray, task: str, path: Path) -> Path:
+    """A predicted volume mask as NIfTI on the input's voxel grid (nonzero crop and resize undone), with the input's
+    affine and header, so it overlays the image in any viewer. Multiclass: class indices; binary: 0/1."""
+    from smp_like.io.volumes import is_volume_path, write_volume
+
+    labels = pred if task == "multiclass" else pred[0]  # binary predictions are (1, D, H, W)
+    labels = dataset.restore(labels.astype(np.uint8 if labels.max(initial=0) < 256 else np.int16), meta)
+    header = None
+    if is_volume_path(meta["path"]):
+        import nibabel as nib
+
+        header = nib.load(meta["path"]).header  # header only: the voxels are not read again
+    return write_volume(path, labels, affine=meta["affine"], header=header)
 
 
 def _nan_none(x: float) -> Optional[float]:
@@ -117,6 +133,9 @@ def evaluate(cfg: TrainConfig, checkpoint: Optional[str] = None, split: str = "t
             if row["hd95"] is not None:
                 hd_sum[name].append(row["hd95"])
             rows.append(row)
+        if getattr(d, "dim", 2) == 3:
+            _write_volume_mask(dataset, item["meta"], pred[0].numpy(), d.task, out / "masks" / f"{stem}.nii.gz")
+            continue
         picture = pred[0].numpy() if d.task == "multiclass" else display_indices(pred[0].numpy())
         write_index_png(out / "masks" / f"{stem}.png", picture.astype(np.uint8), palette)
     totals = counts.compute()
