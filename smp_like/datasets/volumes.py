@@ -182,13 +182,14 @@ def _read_mask(path: Path, label_transform: Optional[LabelTransform]) -> np.ndar
 
 
 def resize_volume(array: np.ndarray, size: Sequence[int], is_mask: bool) -> np.ndarray:
-    """Resize ``(C, *spatial)`` images (trilinear) or ``(*spatial)`` masks (nearest) to ``size``."""
+    """Resize ``(C, *spatial)`` images (trilinear) or ``(*spatial)`` masks (nearest, voxel centres: an integer
+    up-scaling followed by the inverse down-scaling gives the mask back) to ``size``."""
     import torch.nn.functional as F
 
     size = tuple(int(s) for s in size)
     if is_mask:
         t = torch.from_numpy(np.ascontiguousarray(array)).float()[None, None]
-        return F.interpolate(t, size=size, mode="nearest").round().long()[0, 0].numpy()
+        return F.interpolate(t, size=size, mode="nearest-exact").round().long()[0, 0].numpy()
     t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None]
     return F.interpolate(t, size=size, mode="trilinear", align_corners=False)[0].numpy()
 

@@ -136,7 +136,7 @@ class Split(_Section):
     """
 
     images: str
-    masks: Optional[str] = None
+    masks: Optional[str]  # required, but may be null: images only (reconstruction, generation, unlabelled test)
     image_suffix: Union[str, List[str]] = ""
     mask_suffix: str = ""
     pairing: Literal["stem", "flemme"] = "stem"
