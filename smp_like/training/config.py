@@ -493,7 +493,7 @@ def _semantic_errors(cfg: TrainConfig) -> List[str]:
                               f"({expected} names); leave it out to have it filled")
     errors += _trainer_errors(cfg.trainer)
     if cfg.data.augment.train or cfg.data.augment.eval:
-        errors += _transform_errors(cfg.data.augment)
+        errors += _transform_errors(cfg.data.augment, cfg.data.dim)
     if cfg.data.aux_labels is not None and not (model.kwargs.get("aux_params") or model.from_pretrained):
         errors.append("data.aux_labels: the model has no classification head; add model.aux_params: {dropout: 0.2}")
     monitor_metric = cfg.metrics.monitor.split("/")[-1]
@@ -565,7 +565,7 @@ def _trainer_errors(trainer: TrainerConfig) -> List[str]:
                                                                   if k not in reserved})
 
 
-def _transform_errors(augment: AugmentConfig) -> List[str]:
+def _transform_errors(augment: AugmentConfig, dim: int = 2) -> List[str]:
     try:
         import albumentations as A
     except ImportError:  # pragma: no cover - depends on the environment
@@ -578,6 +578,8 @@ def _transform_errors(augment: AugmentConfig) -> List[str]:
     for split in ("train", "eval"):
         for i, t in enumerate(getattr(augment, split)):
             if t.name in TRANSFORMS_3D:  # smp_like's own volume transforms (data.dim 3)
+                if dim != 3:
+                    errors.append(f"data.augment.{split}.{i}.name: {t.name} transforms volumes; set data.dim: 3")
                 errors += _check_kwargs(f"data.augment.{split}.{i}", TRANSFORMS_3D[t.name], t.kwargs)
             elif t.name not in names:
                 errors.append(f"data.augment.{split}.{i}.name: unknown albumentations transform {t.name!r}"

@@ -10,6 +10,7 @@ input's affine and header.
 import csv
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
@@ -115,6 +116,11 @@ def evaluate(cfg: TrainConfig, checkpoint: Optional[str] = None, split: str = "t
         item = dataset[i]
         x = item["image"].unsqueeze(0).to(device)
         logits = validation_forward(model, x, d.val_roi_size, d.val_overlap).float().cpu()
+        if "mask" not in item and getattr(d, "dim", 2) == 3:  # unlabelled volumes (nnU-Net imagesTs): masks only
+            pred = ConfusionCounts.predictions(logits, d.task)
+            _write_volume_mask(dataset, item["meta"], pred[0].numpy(), d.task,
+                               out / "masks" / f"{item['meta']['stem']}.nii.gz")
+            continue
         target = item["mask"].unsqueeze(0)
         counts.update(logits, target)
         tp, fp, fn, tn = counts.stats(logits, target)
@@ -138,7 +144,10 @@ def evaluate(cfg: TrainConfig, checkpoint: Optional[str] = None, split: str = "t
             continue
         picture = pred[0].numpy() if d.task == "multiclass" else display_indices(pred[0].numpy())
         write_index_png(out / "masks" / f"{stem}.png", picture.astype(np.uint8), palette)
-    totals = counts.compute()
+    with warnings.catch_warnings():
+        # unlabelled volumes only: nothing was counted, every score is reported as null
+        warnings.filterwarnings("ignore", message=".*compute.*before the ``update``")
+        totals = counts.compute()
     scores = scores_from_counts(totals["tp"], totals["fp"], totals["fn"], totals["tn"], _SCORES, classes, include)
     per_class = [{"class": name, **{k: _nan_none(scores[f"{k}/{name}"]) for k in _SCORES},
                   "hd95": _nan_none(float(np.mean(hd_sum[name]))) if hd_sum[name] else None} for name in classes]

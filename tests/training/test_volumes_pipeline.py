@@ -50,6 +50,7 @@ def test_config_fills_the_model_from_the_data():
     ({"dim": 2, "normalization": {"normalization": "ct"}}, "normalization 'ct' is for volumes"),
     ({"train": {"images": "/i", "masks": "/m", "pairing": "flemish"}}, "data.train.0.pairing"),
     ({"augment": {"train": [{"name": "RandomFlip3D", "axis": 1}]}}, "RandomFlip3D takes no argument 'axis'"),
+    ({"dim": 2, "augment": {"train": [{"name": "RandomFlip3D"}]}}, "RandomFlip3D transforms volumes"),
 ])
 def test_config_errors_name_the_key(data, message):
     errors = _errors(_base(**data))
@@ -114,6 +115,11 @@ def test_nnunet_run_trains_validates_whole_volumes_and_writes_nifti(tmp_path):
     np.testing.assert_allclose(written.affine, source.affine)
     assert written.header.get_zooms() == source.header.get_zooms()
     assert set(np.unique(np.asarray(written.dataobj)).tolist()) <= {0, 1, 2}
+    # imagesTs has no labels: the test writes the masks (input geometry, crop undone) and no scores
+    evaluate(cfg)
+    unlabelled = nib.load(str(cfg.run_dir / "test" / "masks" / "case0.nii.gz"))
+    assert unlabelled.shape == (18, 16, 14)
+    np.testing.assert_allclose(unlabelled.affine, AFFINE)
 
 
 def test_unlabelled_volumes_and_flemme_pairing_in_the_data_module(tmp_path):
