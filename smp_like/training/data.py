@@ -271,8 +271,10 @@ class SegmentationDataModule(pl.LightningDataModule):
         source = (lambda: trainer.current_epoch) if trainer is not None else None
         sampler = EpochShuffle(len(dataset), self.cfg.seed or 0, shuffle, rank, world, source)
         workers = self.cfg.data.num_workers
+        # Volume datasets keep loaded cases in memory: workers that live across epochs read each case once.
+        persistent = workers > 0 and getattr(self.cfg.data, "dim", 2) == 3
         return StatefulDataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                                  collate_fn=collate, drop_last=False, persistent_workers=False)
+                                  collate_fn=collate, drop_last=False, persistent_workers=persistent)
 
     def train_dataloader(self) -> StatefulDataLoader:
         return self._loader("train", True, self.cfg.data.batch_size)
@@ -282,7 +284,9 @@ class SegmentationDataModule(pl.LightningDataModule):
         # whole volumes differ in size: one per batch unless the config says otherwise
         return d.val_batch_size or (1 if d.dim == 3 else d.batch_size)
 
-    def val_dataloader(self) -> StatefulDataLoader:
+    def val_dataloader(self) -> Any:
+        if "val" not in self.datasets:  # val_fraction 0 and no data.val: no validation (Lightning skips an empty list)
+            return []
         return self._loader("val", False, self._eval_batch_size())
 
     def test_dataloader(self) -> StatefulDataLoader:
