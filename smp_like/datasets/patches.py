@@ -7,7 +7,8 @@
   the clipped foreground voxels.
 * :func:`zscore`: per channel, per volume ``(x - mean) / std``.
 * :class:`PatchSampler`: random patches of a fixed size; with probability ``foreground_oversampling`` a patch is
-  centred on a random foreground voxel (so small structures are seen), otherwise placed uniformly. Volumes smaller
+  placed over a random foreground voxel (at a random position inside the patch, so small structures are seen),
+  otherwise uniformly. Volumes smaller
   than the patch are padded (image 0, mask ``mask_pad``).
 """
 
@@ -113,7 +114,7 @@ class PatchSampler:
 
     Args:
         patch_size: the patch's spatial size.
-        foreground_oversampling: probability that a patch is centred on a foreground voxel (when the volume has
+        foreground_oversampling: probability that a patch holds a random foreground voxel (when the volume has
             one); the rest are placed uniformly at random.
         mask_pad: mask value of the padding added to volumes smaller than the patch.
     """
@@ -127,7 +128,7 @@ class PatchSampler:
 
     def __call__(self, image: np.ndarray, mask: Optional[np.ndarray], rng: np.random.Generator,
                  fg_coords: Optional[np.ndarray] = None) -> Tuple[np.ndarray, Optional[np.ndarray], bool]:
-        """A patch: ``(image patch, mask patch, centred_on_foreground)``.
+        """A patch: ``(image patch, mask patch, placed_on_foreground)``.
 
         Args:
             image: ``(C, *spatial)``.
@@ -155,7 +156,8 @@ class PatchSampler:
         if forced:
             centre = fg_coords[rng.integers(len(fg_coords))]
             # the patch holds the voxel at a random offset (not always dead centre), clamped into the volume
-            start = [int(np.clip(c - rng.integers(0, p), 0, s - p)) for c, p, s in zip(centre, self.patch_size, spatial)]
+            start = [int(np.clip(c - rng.integers(0, p), 0, s - p))
+                     for c, p, s in zip(centre, self.patch_size, spatial)]
         else:
             start = [int(rng.integers(0, s - p + 1)) for p, s in zip(self.patch_size, spatial)]
         region = tuple(slice(a, a + p) for a, p in zip(start, self.patch_size))

@@ -134,7 +134,8 @@ def read_volume(path: PathLike) -> Volume:
     """
     path = Path(path)
     if not is_volume_path(path) and not is_sitk_path(path):
-        raise ValueError(f"cannot read {path}: not a volume file (expected one of {list(VOLUME_SUFFIXES + SITK_SUFFIXES)})")
+        raise ValueError(f"cannot read {path}: not a NIfTI (or .mha/.nrrd) volume file (expected one of "
+                         f"{list(VOLUME_SUFFIXES + SITK_SUFFIXES)})")
     if not path.is_file():
         raise ValueError(f"cannot read {path}: no such file")
     if is_sitk_path(path):
@@ -178,7 +179,7 @@ def write_volume(
     NIfTI-1 has no 16-bit float or 64-bit integer type widely read: float16 is written as float32, int64 as int32.
     """
     if not is_volume_path(path) and not is_sitk_path(path):
-        raise ValueError(f"cannot write {path}: not a volume path (expected one of "
+        raise ValueError(f"cannot write {path}: not a NIfTI (or .mha/.nrrd) volume path (expected one of "
                          f"{list(VOLUME_SUFFIXES + SITK_SUFFIXES)})")
     data = np.asarray(data)
     if is_sitk_path(path):

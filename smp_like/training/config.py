@@ -234,7 +234,8 @@ class DataConfig(_Section):
     @classmethod
     def _nnunet_classes(cls, value: Any) -> Any:
         # nnU-Net layout: the classes come from dataset.json's labels when the config leaves them out.
-        if isinstance(value, dict) and value.get("layout") == "nnunet" and not value.get("classes") and value.get("root"):
+        if (isinstance(value, dict) and value.get("layout") == "nnunet" and not value.get("classes")
+                and value.get("root")):
             from smp_like.datasets.nnunet import read_dataset_json
 
             try:
@@ -291,7 +292,8 @@ class DataConfig(_Section):
                 raise ValueError(f"crop_nonzero.margin must be one int or [d, h, w] >= 0, got "
                                  f"{self.crop_nonzero.margin}")
         if sum(x is not None for x in (self.label_map, self.label_offset)) + self.relabel_consecutive > 1:
-            raise ValueError("label_map, label_offset and relabel_consecutive are exclusive (Flemme's Relabel does one)")
+            raise ValueError("label_map, label_offset and relabel_consecutive are exclusive "
+                             "(Flemme's Relabel does one)")
         if self.mask_format == "colour":
             if not self.colour_map:
                 raise ValueError("mask_format 'colour' needs colour_map: one [r, g, b] per class, in classes order")
