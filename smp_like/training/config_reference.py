@@ -121,6 +121,25 @@ DESCRIPTIONS: Dict[str, str] = {
     "generation.clip_range": "`[low, high]`: clamp samples in the model's range ([-1, 1] for pixel diffusion)",
     "generation.num_ensemble": "SDPM / SDIM test: mean of N samples per image, then the segmentation metrics",
     "generation.interpolation": "test: also write `interpolation.png` (latent or noise interpolation)",
+    # 3D volumes and the nnU-Net layout (issue 16)
+    "data.dim": "`2` (images) or `3` (volumes); `3` fills `model.spatial_dims: 3` when the model leaves it out",
+    "data.layout": "`folder` (the roots of `train`/`val`/`test`) or `nnunet` (`root` is an nnU-Net raw dataset)",
+    "data.root": "`nnunet`: the dataset folder; `classes` and `model.in_channels` come from its `dataset.json` "
+    "when left out",
+    "data.patch_size": "`[d, h, w]`: random training patches of volumes (`null`: whole volumes)",
+    "data.patches_per_volume": "patches drawn from each training volume per epoch",
+    "data.foreground_oversampling": "probability that a training patch is placed on a random foreground voxel",
+    "data.crop_nonzero": "crop each volume to the bounding box of its nonzero voxels (undone for test masks)",
+    "data.crop_nonzero.margin": "voxels kept around the bounding box (one value or one per axis)",
+    "data.label_map": "`{source: target}` applied to stored masks before anything else",
+    "data.label_offset": "added to stored mask values",
+    "data.relabel_consecutive": "renumber the unique mask values to `0..K-1`",
+    "data.mask_threshold": "`mask > t` -> 1, else 0",
+    "data.invert_intensity": "`1 - x` on intensities scaled to `[0, 1]`",
+    "data.grayscale": "RGB -> one channel (2D); sets `model.in_channels: 1` when left out",
+    "data.resize": "`[h, w]` or `[d, h, w]`: resize images (linear) and masks (nearest) first",
+    "data.train[].pairing": "`stem` (same file stem) or `flemme` (same relative path, suffix replaced)",
+    "data.normalization.percentiles": "`ct`: the foreground percentiles the values are clipped to",
 }
 """Descriptions of the keys whose schema entry carries none (``key.path`` -> text; ``[]`` marks list items)."""
 
