@@ -1,14 +1,14 @@
 """Regenerate the documentation's figures (docs/figures/*.png) from the code itself.
 
-    python docs/figures/make_figures.py              # all figures (a shortened demo run and a tiny DDPM: minutes)
+    python docs/figures/make_figures.py              # all figures (the demo's default run and a tiny DDPM: minutes)
     python docs/figures/make_figures.py --quick      # a very short demo run (seconds; a weak model)
     python docs/figures/make_figures.py architecture blending   # only some figures
 
 Figures:
     architecture.png       encoder -> decoder -> heads of a real Unet (stage channels and strides measured by
                            a forward pass)
-    demo_predictions.png   the demo's ``predictions.png`` (held-out images, truth, prediction) after a shortened
-                           demo run (DEMO_FIGURE below)
+    demo_predictions.png   the demo's ``predictions.png`` (held-out images, truth, prediction) after its default
+                           run (seed 0)
     training_curve.png     that run's ``curves.png``: losses and validation scores per epoch, from the run's logs
     blending.png           the sliding window's Gaussian importance map, the windows over an image and the blended
                            output of windows that each predict one constant (smp_like.inference)
@@ -42,10 +42,10 @@ sys.path.insert(0, str(ROOT))
 import smp_like as smp  # noqa: E402
 
 
-def _save(fig, name: str) -> Path:
+def _save(fig, name: str, dpi: int = 110) -> Path:
     path = HERE / name
     tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     os.replace(tmp, path)
     print(f"wrote {path.relative_to(ROOT)}")
@@ -113,9 +113,8 @@ def architecture() -> None:
     _save(fig, "architecture.png")
 
 
-# A shorter run than the demo's default (4 epochs over 1536 images), so that the script stays quick; the captions
-# in docs/demo.md say so.
-DEMO_FIGURE = dict(epochs=3, train_size=384, val_size=32, test_size=32)
+# The demo's default run (4 epochs over 1536 images; a few minutes on one thread); --quick for a smoke run.
+DEMO_FIGURE: dict = {}
 DEMO_QUICK = dict(epochs=1, train_size=32, val_size=8, test_size=8)
 
 
@@ -168,7 +167,7 @@ def blending() -> None:
     _save(fig, "blending.png")
 
 
-def diffusion_samples(steps: int = 120) -> None:
+def diffusion_samples(steps: int = 500) -> None:
     """A tiny DDPM trained for ``steps`` steps on 32x32 shapes; DDPM and DDIM samples from the same noise."""
     from smp_like.datasets.shapes import ShapesDataset
 
@@ -195,12 +194,12 @@ def diffusion_samples(steps: int = 120) -> None:
     fig, axes = plt.subplots(3, 8, figsize=(10, 4.2))
     for r, (title, batch) in enumerate(rows):
         for c in range(8):
-            axes[r, c].imshow(((batch[c].permute(1, 2, 0).clamp(-1, 1) + 1) / 2).numpy())
+            axes[r, c].imshow(((batch[c].permute(1, 2, 0).clamp(-1, 1) + 1) / 2).numpy(), interpolation="nearest")
             axes[r, c].axis("off")
         axes[r, 0].set_title(title, fontsize=9, loc="left")
-    fig.suptitle(f"A tiny DDPM (resnet18 Unet, depth 3, v-prediction) trained {steps} steps on 32x32 shapes on "
-                 "the CPU: rough shapes, not a converged model", fontsize=9)
-    _save(fig, "diffusion_samples.png")
+    fig.suptitle(f"A tiny DDPM (resnet18 Unet, depth 3, v-prediction) trained only {steps} steps (batch 16) on "
+                 "32x32 shapes on a CPU: far from converged", fontsize=9)
+    _save(fig, "diffusion_samples.png", dpi=80)
 
 
 def benchmark_bars() -> None:
