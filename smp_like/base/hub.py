@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Type, Union
 
 import torch
 
+from smp_like.base.checks import check_argument_values
 from smp_like.base.files import _fsync, atomic_output
 from smp_like.base.registry import get_model_class, register_model
 
@@ -657,6 +658,14 @@ def _recording_init(cls: type, init: Callable[..., None]) -> Callable[..., None]
 
     @functools.wraps(init)
     def init_and_record(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            given = dict(list(signature.bind(None, *args, **kwargs).arguments.items())[1:])
+        except TypeError:  # a wrong call: the constructor itself says what is wrong
+            given = {}
+        for name in [n for n in given if signature.parameters[n].kind is inspect.Parameter.VAR_KEYWORD]:
+            given.update(given.pop(name))
+        # NaN, infinity and absurd integers are refused for every argument of every class, before building.
+        check_argument_values(given, cls.__name__)
         init(self, *args, **kwargs)
         own, forwards = _recorded_arguments(signature, args, kwargs)
         if forwards:
