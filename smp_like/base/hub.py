@@ -585,8 +585,17 @@ def _write_folder_atomically(folder: Path, write: Callable[[Path], None], own_fi
     import shutil
 
     folder = folder.resolve() if folder.exists() else folder.absolute()
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"save_pretrained: {folder} exists and is not a folder")
     folder.parent.mkdir(parents=True, exist_ok=True)
     _recover_interrupted_save(folder)
+    cwd = Path.cwd().resolve()
+    if folder.exists() and (cwd == folder or folder in cwd.parents):
+        # Swapping the working directory away would leave this process in a deleted folder: write in place
+        # (each file atomically, the manifest last; a save killed midway is then detected by the sha256 check).
+        write(folder)
+        _fsync_dir(folder)
+        return
     token = f"{os.getpid()}-{secrets.token_hex(4)}"
     tmp = folder.parent / f".{folder.name}.saving-{token}"
     tmp.mkdir()
