@@ -317,6 +317,10 @@ TIMM_ENCODER_KWARGS = frozenset({
     "img_size", "patch_size", "window_size",
 })
 
+# Older SMP spellings that model constructors still accept through ``**kwargs`` (and translate), so configs saved by
+# older SMP versions keep loading.
+LEGACY_MODEL_KWARGS = frozenset({"decoder_use_batchnorm", "psp_use_batchnorm"})
+
 
 def _init_chain(klass: type) -> Tuple[set, bool]:
     """Named constructor arguments of ``klass`` and of the parents its ``__init__`` forwards to, and whether the
@@ -376,7 +380,7 @@ def check_loaded_config(model_class: type, config: Dict[str, Any], where: str = 
             forwards = inner_forwards
         if forwards:
             if str(config.get("encoder_name", "")).startswith("tu-"):
-                accepted |= TIMM_ENCODER_KWARGS
+                accepted |= TIMM_ENCODER_KWARGS | LEGACY_MODEL_KWARGS
             else:
                 open_ended = True  # get_encoder checks a native encoder's keyword arguments by name
     if open_ended:
