@@ -368,9 +368,11 @@ def check_loaded_config(model_class: type, config: Dict[str, Any], where: str = 
     open_ended = False
     if forwards:
         if "architecture" in accepted:
-            architecture = config.get("architecture", inspect.signature(model_class.__init__).parameters[
-                "architecture"].default if "architecture" in inspect.signature(model_class.__init__).parameters
-                else None)
+            defaults = {
+                name: p.default for klass in reversed(model_class.__mro__) if "__init__" in klass.__dict__
+                for name, p in inspect.signature(klass.__dict__["__init__"]).parameters.items()
+            }
+            architecture = config.get("architecture", defaults.get("architecture"))
             try:
                 inner = get_model_class(str(architecture))
             except Exception as err:
