@@ -39,8 +39,7 @@ def checkpoint_blocks(root: nn.Module) -> List[nn.Module]:
     """The blocks of ``root`` (an encoder or decoder) to checkpoint one by one, in definition order."""
     blocks: List[nn.Module] = []
     for child in root.children():
-        items = list(child.children()) if isinstance(child, (nn.ModuleList, nn.ModuleDict)) else [child]
-        for item in items:
+        for item in _callable_items(child):
             # A single layer (no children) saves nothing when checkpointed: its input is kept anyway.
             if _has_parameters(item) and next(item.children(), None) is not None:
                 blocks.append(item)
@@ -48,6 +47,13 @@ def checkpoint_blocks(root: nn.Module) -> List[nn.Module]:
         # A lone wrapper (a timm FeatureListNet inside the encoder): its own stages are the blocks.
         return checkpoint_blocks(blocks[0])
     return blocks
+
+
+def _callable_items(module: nn.Module) -> List[nn.Module]:
+    """``module`` itself, or the items of a (nested) ``ModuleList`` / ``ModuleDict``, which are never called."""
+    if isinstance(module, (nn.ModuleList, nn.ModuleDict)):
+        return [item for child in module.children() for item in _callable_items(child)]
+    return [module]
 
 
 class _RecomputeGuard:

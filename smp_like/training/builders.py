@@ -16,13 +16,17 @@ def build_model(model_cfg: Any, num_classes: int) -> nn.Module:
     import smp_like
 
     if model_cfg.from_pretrained:
-        return smp_like.from_pretrained(model_cfg.from_pretrained)
-    kwargs = dict(model_cfg.kwargs)
-    kwargs.setdefault("classes", num_classes)
-    return smp_like.create_model(
-        model_cfg.arch, encoder_name=model_cfg.encoder_name, encoder_weights=model_cfg.encoder_weights,
-        in_channels=model_cfg.in_channels, **kwargs,
-    )
+        model = smp_like.from_pretrained(model_cfg.from_pretrained)
+    else:
+        kwargs = dict(model_cfg.kwargs)
+        kwargs.setdefault("classes", num_classes)
+        model = smp_like.create_model(
+            model_cfg.arch, encoder_name=model_cfg.encoder_name, encoder_weights=model_cfg.encoder_weights,
+            in_channels=model_cfg.in_channels, **kwargs,
+        )
+    if getattr(model_cfg, "gradient_checkpointing", False):
+        model.set_gradient_checkpointing(True)
+    return model
 
 
 class SegmentationLoss(nn.Module):
