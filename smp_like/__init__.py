@@ -25,6 +25,7 @@ _LAZY_ATTRS = {
     "from_pretrained": ("smp_like.factory", "from_pretrained"),
     "pad_to_stride": ("smp_like.base.strides", "pad_to_stride"),
     "crop_to_shape": ("smp_like.base.strides", "crop_to_shape"),
+    "optimize_for_inference": ("smp_like.base.optimize", "optimize_for_inference"),
 }
 _LAZY_MODULES = {"encoders", "decoders", "base", "losses", "metrics", "datasets", "training", "generative"}
 

@@ -67,7 +67,7 @@ class SegmentationModel(nn.Module, HubMixin):
     # Python-side bookkeeping that TorchScript need not (and cannot) compile; see __prepare_scriptable__.
     __jit_unused_properties__ = [
         "input_stride", "pads_input", "output_stride", "spatial_dims", "mask_scale", "min_input_size",
-        "requires_divisible_input_shape",
+        "requires_divisible_input_shape", "is_gradient_checkpointing",
     ]
     # Decoders that resize every feature to its skip's size work with per-axis encoder strides (e.g. (1, 2, 2)).
     supports_anisotropic_strides: bool = False
@@ -483,6 +483,26 @@ class SegmentationModel(nn.Module, HubMixin):
             parameter.requires_grad = True
         self._encoder_frozen = False
         self.encoder.train(self.training)
+
+    def set_gradient_checkpointing(self, enable: bool = True) -> None:
+        """Recompute encoder stages and decoder blocks during backward instead of keeping their activations
+        (Hugging Face's name): less memory per training step for about one extra forward pass. Gradients and
+        BatchNorm statistics are those of the plain model; eval mode and ``no_grad`` are unaffected. See
+        :mod:`smp_like.base.checkpointing`.
+
+        Raises:
+            TypeError: if ``enable`` is not a bool.
+        """
+        from smp_like.base.checkpointing import set_gradient_checkpointing
+
+        set_gradient_checkpointing(self, enable)
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        """Whether :meth:`set_gradient_checkpointing` is on."""
+        from smp_like.base.checkpointing import checkpointed_modules
+
+        return next(checkpointed_modules(self), None) is not None
 
     def _set_encoder_norm_eval(self) -> None:
         for module in self.encoder.modules():

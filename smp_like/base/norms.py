@@ -53,6 +53,8 @@ class ChannelLayerNorm(nn.LayerNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.movedim(x, 1, -1)
+        # Norm statistics stay float32: CUDA autocast runs layer_norm in float32; the CPU bf16 kernel accumulates
+        # its mean and variance in float32 (opmath) and returns bf16.
         x = nn.functional.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         return torch.movedim(x, -1, 1)
 
@@ -77,9 +79,12 @@ class ChannelRMSNorm(nn.Module):
         return f"{self.channels}, eps={self.eps}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rms = torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + self.eps)
+        # Norm statistics in float32: a mean of squares accumulated in bf16/fp16 (autocast) loses the precision
+        # (and fp16 the range) the normalisation needs; the result returns in the input's dtype.
+        xf = x.float()
+        rms = torch.rsqrt(xf.pow(2).mean(dim=1, keepdim=True) + self.eps)
         shape = [1, self.channels] + [1] * (x.dim() - 2)
-        return x * rms * self.weight.reshape(shape)
+        return (xf * rms * self.weight.float().reshape(shape)).to(x.dtype)
 
 
 class InstanceNormNd(nn.Module):

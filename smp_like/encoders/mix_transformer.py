@@ -95,7 +95,8 @@ class Attention(nn.Module):
         k, v = kv[0], kv[1]
         # eq. 1: softmax(Q K^T / sqrt(d_head)) V, per head.
         attn = (q @ k.transpose(-2, -1)) * self.scale
-        attn = self.attn_drop(attn.softmax(dim=-1))
+        # Softmax in float32 under bf16/fp16 autocast (range of exp and of the normalising sum), then back.
+        attn = self.attn_drop(attn.float().softmax(dim=-1).to(attn.dtype))
         x = (attn @ v).transpose(1, 2).reshape(batch, tokens, channels)
         return self.proj_drop(self.proj(x))
 

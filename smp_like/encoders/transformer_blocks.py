@@ -414,7 +414,9 @@ class SwinBlock(_InjectableBlock):
         if mask is not None:
             scores = scores.view(n, -1, h, length, length) + mask.to(scores.dtype)[None, :, None]
             scores = scores.view(b, h, length, length)
-        attn = self.attn_drop(scores.softmax(dim=-1))
+        # Softmax in float32 (bf16/fp16 autocast hands it half-precision scores): exp of large logits and the
+        # normalising sum need the range; the weights go back to the scores' dtype for the product with V.
+        attn = self.attn_drop(scores.float().softmax(dim=-1).to(scores.dtype))
         out = (attn @ v).transpose(1, 2).reshape(b, length, c)
         out = self.proj_drop(self.proj(out))
         x = _unpartition(out, window, n, padded)

@@ -320,31 +320,35 @@ def selective_scan(
             return_last_state=return_last_state,
         )
 
-    out_dtype = u.dtype
-    # Half precision inputs are scanned in float32, as the reference kernel does.
-    cdtype = torch.promote_types(u.dtype, torch.float32) if u.is_floating_point() else torch.float32
-    uc = u.to(cdtype)
-    dt = delta.to(cdtype)
-    if delta_bias is not None:
-        dt = dt + delta_bias.to(cdtype)[:, None]
-    if delta_softplus:
-        dt = F.softplus(dt)
-    # Groups: B and C are brought to a common group count g = lcm(gB, gC) (repeat_interleave of each, O(b·g·n·l)).
-    g = gb * gc // math.gcd(gb, gc)
-    Bc = B.to(cdtype) if B.dim() == 4 else B.to(cdtype).unsqueeze(1)
-    Cc = C.to(cdtype) if C.dim() == 4 else C.to(cdtype).unsqueeze(1)
-    if Bc.shape[1] != g:
-        Bc = Bc.repeat_interleave(g // Bc.shape[1], dim=1)
-    if Cc.shape[1] != g:
-        Cc = Cc.repeat_interleave(g // Cc.shape[1], dim=1)
-    y, last_state = _SelectiveScanCore.apply(
-        uc, dt, A.to(cdtype), Bc, Cc, chunk_size or _default_chunk(length)
-    )
-    if D is not None:
-        y = y + uc * D.to(cdtype)[:, None]
-    if z is not None:
-        y = y * F.silu(z.to(cdtype))
-    out = y.to(out_dtype)
-    if return_last_state:
-        return out, last_state
-    return out
+    # The selective scan recurrence h_t = exp(Δ·A) h_{t-1} + Δ·B·u_t stays in float32 even under bf16/fp16
+    # autocast (an autocast-disabled region): cumulative products of decays underflow or lose precision in half
+    # precision. Inputs are cast to float32 below and the output is cast back to the input dtype.
+    with torch.autocast(device_type=u.device.type, enabled=False):
+        out_dtype = u.dtype
+        # Half precision inputs are scanned in float32, as the reference kernel does.
+        cdtype = torch.promote_types(u.dtype, torch.float32) if u.is_floating_point() else torch.float32
+        uc = u.to(cdtype)
+        dt = delta.to(cdtype)
+        if delta_bias is not None:
+            dt = dt + delta_bias.to(cdtype)[:, None]
+        if delta_softplus:
+            dt = F.softplus(dt)
+        # Groups: B and C are brought to a common group count g = lcm(gB, gC) (repeat_interleave of each, O(b·g·n·l)).
+        g = gb * gc // math.gcd(gb, gc)
+        Bc = B.to(cdtype) if B.dim() == 4 else B.to(cdtype).unsqueeze(1)
+        Cc = C.to(cdtype) if C.dim() == 4 else C.to(cdtype).unsqueeze(1)
+        if Bc.shape[1] != g:
+            Bc = Bc.repeat_interleave(g // Bc.shape[1], dim=1)
+        if Cc.shape[1] != g:
+            Cc = Cc.repeat_interleave(g // Cc.shape[1], dim=1)
+        y, last_state = _SelectiveScanCore.apply(
+            uc, dt, A.to(cdtype), Bc, Cc, chunk_size or _default_chunk(length)
+        )
+        if D is not None:
+            y = y + uc * D.to(cdtype)[:, None]
+        if z is not None:
+            y = y * F.silu(z.to(cdtype))
+        out = y.to(out_dtype)
+        if return_last_state:
+            return out, last_state
+        return out

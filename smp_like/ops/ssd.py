@@ -163,62 +163,66 @@ def ssd_scan(
             return_final_states=return_final_states,
         )
 
-    out_dtype = x.dtype
-    cdtype = torch.promote_types(x.dtype, torch.float32) if x.is_floating_point() else torch.float32
-    g, n = B.shape[2], B.shape[3]
-    xc = x.to(cdtype)
-    delta = dt.to(cdtype)
-    if dt_bias is not None:
-        delta = delta + dt_bias.to(cdtype)
-    if dt_softplus:
-        delta = F.softplus(delta)
-    q = min(chunk_size, length)
-    nc = -(-length // q)
-    pad = nc * q - length
-    # Padding with Δ = 0 (decay 1, no input) leaves the final state unchanged.
-    xp = F.pad(xc, (0, 0, 0, 0, 0, pad)).reshape(b, nc, q, h, p)
-    dp = F.pad(delta, (0, 0, 0, pad)).reshape(b, nc, q, h)
-    heads_per_group = h // g
-    bp = (
-        F.pad(B.to(cdtype), (0, 0, 0, 0, 0, pad))
-        .reshape(b, nc, q, g, n)
-        .repeat_interleave(heads_per_group, 3)
-    )
-    cp = (
-        F.pad(C.to(cdtype), (0, 0, 0, 0, 0, pad))
-        .reshape(b, nc, q, g, n)
-        .repeat_interleave(heads_per_group, 3)
-    )
+    # The SSD recurrence (chunk states, decays exp(segsum(A·Δ)) and their products) stays in float32: under
+    # bf16/fp16 autocast its einsums would otherwise run in half precision, and products of decays over long
+    # sequences lose the precision the state needs. Inputs are cast to float32 below; the output is cast back.
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        out_dtype = x.dtype
+        cdtype = torch.promote_types(x.dtype, torch.float32) if x.is_floating_point() else torch.float32
+        g, n = B.shape[2], B.shape[3]
+        xc = x.to(cdtype)
+        delta = dt.to(cdtype)
+        if dt_bias is not None:
+            delta = delta + dt_bias.to(cdtype)
+        if dt_softplus:
+            delta = F.softplus(delta)
+        q = min(chunk_size, length)
+        nc = -(-length // q)
+        pad = nc * q - length
+        # Padding with Δ = 0 (decay 1, no input) leaves the final state unchanged.
+        xp = F.pad(xc, (0, 0, 0, 0, 0, pad)).reshape(b, nc, q, h, p)
+        dp = F.pad(delta, (0, 0, 0, pad)).reshape(b, nc, q, h)
+        heads_per_group = h // g
+        bp = (
+            F.pad(B.to(cdtype), (0, 0, 0, 0, 0, pad))
+            .reshape(b, nc, q, g, n)
+            .repeat_interleave(heads_per_group, 3)
+        )
+        cp = (
+            F.pad(C.to(cdtype), (0, 0, 0, 0, 0, pad))
+            .reshape(b, nc, q, g, n)
+            .repeat_interleave(heads_per_group, 3)
+        )
 
-    a = (dp * A.to(cdtype)).permute(0, 3, 1, 2)  # log-decays Δ_t A, (b, h, nc, q)
-    seg = _segsum(a)  # (b, h, nc, q, q)
-    xdt = xp * dp.unsqueeze(-1)  # Δ_t x_t, (b, nc, q, h, p)
+        a = (dp * A.to(cdtype)).permute(0, 3, 1, 2)  # log-decays Δ_t A, (b, h, nc, q)
+        seg = _segsum(a)  # (b, h, nc, q, q)
+        xdt = xp * dp.unsqueeze(-1)  # Δ_t x_t, (b, nc, q, h, p)
 
-    # 1. Diagonal blocks: y_i = Σ_{j<=i} (C_i·B_j) exp(seg[i, j]) Δ_j x_j.
-    scores = torch.einsum("bcihn,bcjhn->bhcij", cp, bp) * torch.exp(seg)
-    y = torch.einsum("bhcij,bcjhp->bcihp", scores, xdt)
-    # 2. State of every chunk from a zero start: Σ_j exp(Σ_{k=j+1..q-1} a_k) Δ_j x_j B_jᵀ.
-    decay_to_end = torch.exp(seg[..., -1, :])  # (b, h, nc, q)
-    chunk_states = torch.einsum("bcjhn,bhcj,bcjhp->bchpn", bp, decay_to_end, xdt)
-    # 3. Pass states between chunks: H_{c+1} = exp(Σ_chunk a) H_c + chunk_states_c.
-    chunk_decay = torch.exp(a.sum(-1))  # (b, h, nc)
-    state = torch.zeros(b, h, p, n, dtype=cdtype, device=x.device)
-    starts = []
-    for c in range(nc):
-        starts.append(state)
-        state = chunk_decay[:, :, c, None, None] * state + chunk_states[:, c]
-    starts = torch.stack(starts, dim=1)  # (b, nc, h, p, n)
-    # 4. Contribution of the incoming state: y_i += exp(Σ_{k<=i} a_k) C_i H_c.
-    decay_from_start = torch.exp(torch.cumsum(a, dim=-1))  # (b, h, nc, q)
-    y = y + torch.einsum("bcihn,bchpn,bhci->bcihp", cp, starts, decay_from_start)
+        # 1. Diagonal blocks: y_i = Σ_{j<=i} (C_i·B_j) exp(seg[i, j]) Δ_j x_j.
+        scores = torch.einsum("bcihn,bcjhn->bhcij", cp, bp) * torch.exp(seg)
+        y = torch.einsum("bhcij,bcjhp->bcihp", scores, xdt)
+        # 2. State of every chunk from a zero start: Σ_j exp(Σ_{k=j+1..q-1} a_k) Δ_j x_j B_jᵀ.
+        decay_to_end = torch.exp(seg[..., -1, :])  # (b, h, nc, q)
+        chunk_states = torch.einsum("bcjhn,bhcj,bcjhp->bchpn", bp, decay_to_end, xdt)
+        # 3. Pass states between chunks: H_{c+1} = exp(Σ_chunk a) H_c + chunk_states_c.
+        chunk_decay = torch.exp(a.sum(-1))  # (b, h, nc)
+        state = torch.zeros(b, h, p, n, dtype=cdtype, device=x.device)
+        starts = []
+        for c in range(nc):
+            starts.append(state)
+            state = chunk_decay[:, :, c, None, None] * state + chunk_states[:, c]
+        starts = torch.stack(starts, dim=1)  # (b, nc, h, p, n)
+        # 4. Contribution of the incoming state: y_i += exp(Σ_{k<=i} a_k) C_i H_c.
+        decay_from_start = torch.exp(torch.cumsum(a, dim=-1))  # (b, h, nc, q)
+        y = y + torch.einsum("bcihn,bchpn,bhci->bcihp", cp, starts, decay_from_start)
 
-    y = y.reshape(b, nc * q, h, p)[:, :length]
-    if D is not None:
-        dd = D.to(cdtype)
-        y = y + xc * (dd[:, None] if dd.dim() == 1 else dd)
-    if z is not None:
-        y = y * F.silu(z.to(cdtype))
-    out = y.to(out_dtype)
-    if return_final_states:
-        return out, state
-    return out
+        y = y.reshape(b, nc * q, h, p)[:, :length]
+        if D is not None:
+            dd = D.to(cdtype)
+            y = y + xc * (dd[:, None] if dd.dim() == 1 else dd)
+        if z is not None:
+            y = y * F.silu(z.to(cdtype))
+        out = y.to(out_dtype)
+        if return_final_states:
+            return out, state
+        return out

@@ -31,16 +31,24 @@ def build_model(model_cfg: Any, num_classes: int, pretrained: bool = True) -> nn
     from smp_like.training.wrappers import build_wrapper, is_wrapper
 
     if model_cfg.from_pretrained:
-        return smp_like.from_pretrained(model_cfg.from_pretrained)
-    if is_wrapper(model_cfg.arch):
-        return build_wrapper(model_cfg, num_classes, pretrained)
-    kwargs = dict(model_cfg.kwargs)
-    kwargs.setdefault("classes", num_classes)
-    weights = model_cfg.encoder_weights if pretrained else None
-    return smp_like.create_model(
-        model_cfg.arch, encoder_name=model_cfg.encoder_name, encoder_weights=weights,
-        in_channels=model_cfg.in_channels, **kwargs,
-    )
+        model = smp_like.from_pretrained(model_cfg.from_pretrained)
+    elif is_wrapper(model_cfg.arch):
+        model = build_wrapper(model_cfg, num_classes, pretrained)
+    else:
+        kwargs = dict(model_cfg.kwargs)
+        kwargs.setdefault("classes", num_classes)
+        weights = model_cfg.encoder_weights if pretrained else None
+        model = smp_like.create_model(
+            model_cfg.arch, encoder_name=model_cfg.encoder_name, encoder_weights=weights,
+            in_channels=model_cfg.in_channels, **kwargs,
+        )
+    if getattr(model_cfg, "gradient_checkpointing", False):
+        # wrappers (AE, DDPM, ...) and ClM have no method of their own: the module-level function walks any model
+        from smp_like.base.checkpointing import set_gradient_checkpointing
+
+        # a diffusion wrapper keeps its denoising network in `.model`; checkpoint that one
+        set_gradient_checkpointing(getattr(model, "model", None) if hasattr(model, "scheduler") else model, True)
+    return model
 
 
 class SegmentationLoss(nn.Module):

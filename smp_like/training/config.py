@@ -142,6 +142,7 @@ class ModelConfig(_OpenSection):
     encoder_name: Optional[str] = "resnet34"
     encoder_weights: Optional[str] = "imagenet"
     in_channels: int = Field(3, ge=1)
+    gradient_checkpointing: bool = False  # model.set_gradient_checkpointing(True): less memory, ~1 more forward
 
 
 class Split(_Section):
