@@ -140,6 +140,9 @@ DESCRIPTIONS: Dict[str, str] = {
     "data.resize": "`[h, w]` or `[d, h, w]`: resize images (linear) and masks (nearest) first",
     "data.train[].pairing": "`stem` (same file stem) or `flemme` (same relative path, suffix replaced)",
     "data.normalization.percentiles": "`ct`: the foreground percentiles the values are clipped to",
+    # performance (issue 18)
+    "model.gradient_checkpointing": "recompute activations in the backward pass to save memory "
+    "(`model.set_gradient_checkpointing(True)`; see performance.md)",
 }
 """Descriptions of the keys whose schema entry carries none (``key.path`` -> text; ``[]`` marks list items)."""
 
