@@ -12,7 +12,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dotted overrides, e.g. --set trainer.max_epochs=3 optimizer.lr=1e-4")
     parser.add_argument("--resume", action="store_true", help="continue from the run's checkpoints/last.ckpt")
     parser.add_argument("--print-config", action="store_true",
-                        help="print the resolved config (defaults filled) and exit without training")
+                        help="print the resolved config (defaults filled; a Flemme config: its native translation) "
+                             "and exit without training")
     parser.add_argument("--no-test", action="store_true", help="skip the test split after training")
 
 
@@ -22,9 +23,12 @@ def add_test_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="dotted overrides")
     parser.add_argument("--checkpoint", default=None,
-                        help="'best' (default: the run's best/), 'last', a .ckpt file or a saved model folder")
+                        help="'best' (default: the config's test.checkpoint, else the run's best/), 'last', a .ckpt "
+                             "file, a Flemme-style ckp_*.pth or a saved model folder")
     parser.add_argument("--split", default="test", choices=("test", "val"), help="split to score (default: test)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the resolved config (a Flemme config: its native translation) and exit")
 
 
 def _print_scores(result: dict) -> None:
@@ -64,7 +68,12 @@ def run_test(args: argparse.Namespace) -> int:
     from smp_like.training.evaluate import evaluate
 
     cfg = load_config(args.config, args.overrides)
-    result = evaluate(cfg, args.checkpoint, args.split, device=args.device)
+    if getattr(args, "print_config", False):
+        sys.stdout.write(cfg.to_yaml())
+        return 0
+    # A Flemme test config names its weights (model_path) and output folder (seg_dir, ...): test.* here.
+    checkpoint = args.checkpoint or cfg.test.checkpoint
+    result = evaluate(cfg, checkpoint, args.split, out_dir=cfg.test.output_dir, device=args.device)
     _print_scores(result)
     print(f"wrote {json.dumps(result['files'])}")
     return 0

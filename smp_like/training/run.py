@@ -226,6 +226,10 @@ def train(cfg: TrainConfig, resume: Optional[bool] = None, progress: Optional[bo
                                  min_delta=cfg.early_stopping.min_delta))
     if cfg.scheduler.name or cfg.scheduler.warmup:
         cbs.append(LearningRateMonitor(logging_interval=cfg.scheduler.interval))
+    if cfg.checkpoint.flemme_dir:  # Flemme's ckp_last / ckp_best_loss / ckp_best_score .pth files
+        from smp_like.training.callbacks import FlemmeCheckpoint
+
+        cbs.append(FlemmeCheckpoint(Path(cfg.checkpoint.flemme_dir), cfg.checkpoint.every_n_epochs or 1, monitor, mode))
     cbs += list(callbacks or [])
 
     csv_logger = CSVLogger(save_dir=str(run_dir), name="", version="")
