@@ -296,10 +296,12 @@ def _encoder(sec: _Section, dim: int, source: Optional[str], role: str = "model"
         channel_attention = sec.get("channel_attention")
         if attentions:
             kwargs["attention"] = "self"
+            kwargs["order"] = "cnax"  # attention after each convolution block, as Flemme's down/middle attentions
             report.notes.append(f"{sec.key('down_attens')}/{sec.key('middle_attens')} {sorted(set(map(str, attentions)))}"
                                 f": self-attention in every encoder block (smp_like's 'self'), not per level")
         elif channel_attention:
             kwargs["attention"] = "se"
+            kwargs["order"] = "cnax"
             report.notes.append(f"{sec.key('channel_attention')}={channel_attention!r}: squeeze-and-excitation "
                                 f"('se') in every encoder block")
         decoder_block = "res_conv" if block == "res_conv" else "conv"
@@ -1062,9 +1064,8 @@ def translate(values: Dict[str, Any], source: Optional[str] = None, base: Option
     if main_loader.num_workers is not None:
         data["num_workers"] = main_loader.num_workers
     if enc is not None and enc.image_size and "resize" not in data and "patch_size" not in data:
+        # image_size fixes nothing in smp_like's models, but Flemme's data must have that size: resize to it.
         data["resize"] = enc.image_size[:dim] if len(enc.image_size) >= dim else enc.image_size
-        report.notes.append(f"model.encoder.image_size={enc.image_size}: images are resized to it (the loader has no "
-                            "Resize); the models themselves take any size")
     channels = 1 if data.get("grayscale") else (model.get("in_channels") or 1)
     if "normalization" not in data:
         # Flemme's ToTensor scales 8-bit images to [0, 1] and leaves volumes as they are.
