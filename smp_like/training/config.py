@@ -621,7 +621,12 @@ def load_config(path: Union[str, Path], overrides: Sequence[str] = ()) -> TrainC
     except yaml.YAMLError as err:
         raise ConfigError([f"<yaml>: {err}"], str(path)) from None
     values = values if values is not None else {}
-    values = _translate_flemme(values, path)
+    from smp_like.training.flemme import is_flemme_config
+
+    source = str(path)
+    if is_flemme_config(values):  # --set and error messages then use the native key paths of the translation
+        source = f"{path} (Flemme config, translated; see --print-config)"
+        values = _translate_flemme(values, path)
     if isinstance(values, dict):
         data = values.get("data")
         if isinstance(data, dict):  # one root may be written as a mapping; overrides index the list form
@@ -631,16 +636,14 @@ def load_config(path: Union[str, Path], overrides: Sequence[str] = ()) -> TrainC
         values.setdefault("output_dir", "runs")  # relative to the config file, like the data folders
         apply_overrides(values, overrides)
         _resolve_paths(values, path.parent.resolve())
-    return parse_config(values, str(path))
+    return parse_config(values, source)
 
 
 def _translate_flemme(values: Any, path: Path) -> Any:
     """A Flemme config (``model.name`` + ``loader``) becomes the native config it means; one warning lists what
     has no effect here. Flemme reads paths relative to the working directory, so the translation does too."""
-    from smp_like.training.flemme import FlemmeConfigWarning, is_flemme_config, translate
+    from smp_like.training.flemme import FlemmeConfigWarning, translate
 
-    if not is_flemme_config(values):
-        return values
     native, report = translate(values, source=str(path), base=Path.cwd())
     message = report.message(str(path))
     if message:
