@@ -32,12 +32,15 @@ def add_test_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _print_scores(result: dict) -> None:
-    print(f"{result['split']}: {result['images']} images")
-    for name, values in result["per_class"].items():
+    print(f"{result.get('split', 'test')}: {result.get('images', '?')} images")
+    for name, values in (result.get("per_class") or {}).items():
+        if not isinstance(values, dict):
+            continue
         text = "  ".join(f"{k} {'n/a' if v is None else f'{v:.3f}'}" for k, v in values.items())
         print(f"  {name:<14} {text}")
     print("  mean           " + "  ".join(f"{k} {'n/a' if v is None else f'{v:.3f}'}"
-                                           for k, v in result["mean"].items()))
+                                           for k, v in (result.get("mean") or {}).items()
+                                           if v is None or isinstance(v, (int, float))))
 
 
 def run_train(args: argparse.Namespace) -> int:
