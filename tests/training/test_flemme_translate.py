@@ -157,7 +157,8 @@ def test_flemme_encoder_defaults_and_depth():
     native, _ = translate(flemme(model={"name": "SeM", "encoder": {"name": "UNet", "out_channel": 1}}))
     m = native["model"]
     assert (m["in_channels"], m["patch_size"], m["patch_channel"], m["down_channels"]) == (1, 2, 32, [64, 128, 256])
-    assert m["encoder_depth"] == 4 and m["normalization"] == "group" and m["activation"] == "relu"
+    assert m["encoder_depth"] == 4 and m["normalization"] == "group"
+    assert "activation" not in m  # an architecture's `activation` is its output activation, not the encoder's
     assert m["decoder_channels"] == [128, 64, 32, 32]
     assert native["data"]["task"] == "binary" and native["data"]["classes"] == ["foreground"]
     # patch_size 4: two strides in the patch embedding

@@ -191,6 +191,18 @@ def _abs(base: Path, path: Any) -> str:
     return str(p if p.is_absolute() else (base / p).resolve())
 
 
+_EXTENSIONS = (".nii.gz", ".nii", ".mha", ".nrrd", ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".npy")
+
+
+def _stem_suffix(suffix: str) -> str:
+    """Flemme's ``data_suffix`` (the whole file ending, ``_t1.nii.gz``) as a stem suffix (``_t1``): images-only
+    folders are read by stem, which lists the files Flemme's ``glob('*' + data_suffix)`` lists."""
+    for ext in _EXTENSIONS:
+        if suffix.lower().endswith(ext):
+            return suffix[: -len(ext)]
+    return suffix
+
+
 def _as_list(value: Any) -> List[Any]:
     if value is None:
         return []
@@ -282,11 +294,16 @@ def _encoder(sec: _Section, dim: int, source: Optional[str], role: str = "model"
     norm = sec.get("normalization", "group" if family == "cnn" else "layer")
     activation = sec.get("activation", "relu" if family == "cnn" else "silu")
     activation = N.ACTIVATIONS.get(str(activation).lower(), activation)
+    # The architectures' own `activation` is their output activation, so the encoder's cannot be passed: the
+    # encoder keeps its family's (relu for cnn, gelu for the token families); Flemme's silu default is close.
+    native_activation = "relu" if family == "cnn" else "gelu"
+    if sec.has("activation") and str(activation).lower() != native_activation:
+        report.notes.append(f"{sec.key('activation')}={activation!r}: the {family} encoder uses {native_activation}")
     dropout = float(sec.get("dropout", 0.0))
     decoder_block_kwargs: Optional[Dict[str, Any]] = None
     if family == "cnn":
         kwargs.update(middle_channels=middle, building_block=block, num_blocks=num_blocks, normalization=norm,
-                      num_norm_groups=int(sec.get("num_norm_groups", 8)), activation=activation, dropout=dropout)
+                      num_norm_groups=int(sec.get("num_norm_groups", 8)), dropout=dropout)
         if sec.has("kernel_size"):
             kwargs["kernel_size"] = int(sec.get("kernel_size"))
         down_mode = sec.get("dsample_function", "conv")
@@ -306,7 +323,7 @@ def _encoder(sec: _Section, dim: int, source: Optional[str], role: str = "model"
                                 f"('se') in every encoder block")
         decoder_block = "res_conv" if block == "res_conv" else "conv"
         if decoder_block == "res_conv":
-            decoder_block_kwargs = {"norm": norm, "activation": activation}
+            decoder_block_kwargs = {"norm": norm}
     else:
         for key in ("down_attens", "middle_attens", "channel_attention", "kernel_size", "dsample_function"):
             sec.ignore(key, f"a convolution option; the {name} encoder has none")
@@ -317,7 +334,7 @@ def _encoder(sec: _Section, dim: int, source: Optional[str], role: str = "model"
         if family in ("vit", "swin"):
             if middle:
                 kwargs.update(middle_channels=middle[-1], num_middle_blocks=len(middle))
-            kwargs.update(building_block=block, num_blocks=num_blocks, normalization=norm, activation=activation,
+            kwargs.update(building_block=block, num_blocks=num_blocks, normalization=norm,
                           dropout=dropout, drop_path=float(sec.get("drop_path", 0.1)),
                           abs_pos_embedding=bool(sec.get("abs_pos_embedding", False)))
             ratio = sec.get("mlp_hidden_ratio", None)
@@ -350,7 +367,7 @@ def _encoder(sec: _Section, dim: int, source: Optional[str], role: str = "model"
                 if len(middle) > 1:
                     report.notes.append(f"{sec.key('middle_channels')}={middle}: one middle stage of width "
                                         f"{middle[-1]}")
-            kwargs.update(building_block=block, num_blocks=num_blocks, normalization=norm, activation=activation,
+            kwargs.update(building_block=block, num_blocks=num_blocks, normalization=norm,
                           dropout=dropout, drop_path=float(sec.get("drop_path", 0.1)),
                           scan_mode=sec.get("scan_mode", "single"), flip_scan=bool(sec.get("flip_scan", True)))
             for key in ("state_channel", "conv_kernel_size", "inner_factor", "dt_min", "dt_max", "dt_init_floor",
@@ -661,11 +678,12 @@ def _loader(sec: _Section, role: str, source: Optional[str], base: Path) -> _Loa
         if kind == "seg":
             split["masks"] = os.path.join(root, str(_as_list(label_dir)[0]))
             split["mask_suffix"] = lsfx or first
-        elif kind == "recon":
-            split["masks"] = os.path.join(root, str(target_dir))
-            split["mask_suffix"] = target_suffix or first
         else:
+            # images only (the generative / classification reader pairs nothing): files by stem suffix
             split["masks"] = None
+            split["pairing"] = "stem"
+            split["image_suffix"] = (_stem_suffix(image_suffix) if isinstance(image_suffix, str)
+                                     else [_stem_suffix(x) for x in image_suffix])
         if kind == "cls" and isinstance(cls_label, dict):
             for cls_dir, label in cls_label.items():
                 out.splits.append(dict(split, images=os.path.join(root, str(cls_dir), str(data_dirs[0])).rstrip(
@@ -676,9 +694,11 @@ def _loader(sec: _Section, role: str, source: Optional[str], base: Path) -> _Loa
     if kind != "seg":
         dsec.ignore("label_dir", f"{name} has no labels")
         dsec.ignore("label_suffix", f"{name} has no labels")
-    if kind != "recon":
-        dsec.ignore("target_dir", f"{name} has no target images")
-        dsec.ignore("target_suffix", f"{name} has no target images")
+    if kind == "recon":
+        report.notes.append(f"{dsec.key('name')}='ImgReconDataset': the auto-encoder reconstructs its input; the "
+                            f"target images ({target_dir!r}) are not read")
+    dsec.ignore("target_dir", "the auto-encoder reconstructs its input (no separate target images)")
+    dsec.ignore("target_suffix", "the auto-encoder reconstructs its input (no separate target images)")
     if isinstance(cls_label, dict):
         out.cls_labels = {str(k): int(v) for k, v in cls_label.items()}
     crop = dsec.get("crop_nonzero")
@@ -1203,9 +1223,15 @@ def _labels_csv(loader: _Loader, top: _Section, base: Path, source: Optional[str
         folder = Path(split["images"])
         folder = folder if folder.is_absolute() else base / folder
         suffix = split["image_suffix"] if isinstance(split["image_suffix"], str) else split["image_suffix"][0]
-        for path in sorted(folder.glob(f"*{suffix}")):
-            stem = path.name[: -len(suffix)] if suffix and path.name.endswith(suffix) else path.stem
-            rows.append((stem, label))
+        for path in sorted(folder.iterdir()):
+            name = path.name
+            ext = next((e for e in _EXTENSIONS if name.lower().endswith(e)), None)
+            if ext is None or name.startswith("."):
+                continue
+            stem = name[: -len(ext)]
+            if suffix and not stem.endswith(suffix):
+                continue
+            rows.append((stem[: len(stem) - len(suffix)], label))
     out = Path(_abs(base, top.data.get("check_point_dir", "."))) / "flemme_class_labels.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     from smp_like.io.atomic import atomic_output
