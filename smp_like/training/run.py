@@ -242,6 +242,8 @@ def train(cfg: TrainConfig, resume: Optional[bool] = None, progress: Optional[bo
     trainer_kwargs = cfg.trainer.model_dump()
     if progress is not None:
         trainer_kwargs["enable_progress_bar"] = progress
+    if not has_val:  # no validation split (e.g. val_fraction 0): Lightning must not ask for its loader
+        trainer_kwargs["limit_val_batches"] = 0
     if trainer_kwargs["strategy"] == "ddp":
         # Encoders built shallower than their backbone keep the unused later stages (SMP-compatible state dicts).
         # DDP with find_unused_parameters=False never reduces the gradient buckets holding them, so processes would
