@@ -406,8 +406,17 @@ def _accepts(cls_name: str, key: str) -> bool:
         cls = getattr(smp_like, cls_name, None)
     if cls is None:
         return False
-    params = inspect.signature(cls.__init__).parameters
-    return key in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    for klass in cls.__mro__:  # skip pass-through __init__(*args, **kwargs) of subclasses (HAE -> AE)
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        params = inspect.signature(init).parameters
+        named = [n for n, p in params.items() if n != "self" and p.kind not in (inspect.Parameter.VAR_POSITIONAL,
+                                                                                 inspect.Parameter.VAR_KEYWORD)]
+        if not named:
+            continue
+        return key in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return False
 
 
 def _segmentation_model(enc: _Encoder, arch: Optional[str] = None) -> Dict[str, Any]:
