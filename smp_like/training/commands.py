@@ -77,6 +77,12 @@ def run_test(args: argparse.Namespace) -> int:
     # A Flemme test config names its weights (model_path) and output folder (seg_dir, ...): test.* here.
     checkpoint = args.checkpoint or cfg.test.checkpoint
     result = evaluate(cfg, checkpoint, args.split, out_dir=cfg.test.output_dir, device=args.device)
+    from pathlib import Path
+
+    from smp_like.training.flemme.outputs import write_test_extras
+
+    out_dir = Path(cfg.test.output_dir) if cfg.test.output_dir else cfg.run_dir.resolve() / args.split
+    result.setdefault("files", {}).update(write_test_extras(cfg, args.split, out_dir))
     _print_scores(result)
     print(f"wrote {json.dumps(result['files'])}")
     return 0
