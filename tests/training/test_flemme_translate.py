@@ -416,3 +416,15 @@ def test_ddpm_checkpoint_loads_as_ddim(tmp_path):
         assert torch.equal(a, b), k
     # an unrelated class in the config does not replace the saved one
     assert type(model_from_checkpoint(path, arch="Unet")).__name__ == "DDPM"
+
+
+def test_validation_loader_differences_are_listed():
+    train_loader = {"dataset": {"name": "ImgSegDataset", "data_path": "t"},
+                    "data_transforms": [{"name": "Resize", "size": [32, 32]}, {"name": "RandomVerticalFlip"}]}
+    val_loader = {"dataset": {"name": "ImgSegDataset", "data_path": "v"},
+                  "data_transforms": [{"name": "Resize", "size": [64, 64]}, {"name": "RandomVerticalFlip"}],
+                  "batch_size": 1}
+    native, report = translate(flemme(loader=train_loader, val_loader=val_loader))
+    assert native["data"]["resize"] == [32, 32] and native["data"]["val_batch_size"] == 1
+    assert native["data"]["augment"]["train"] == [{"name": "VerticalFlip", "p": 0.5}]
+    assert report.ignored_keys == ["val_loader.data_transforms.1", "val_loader (resize)"]

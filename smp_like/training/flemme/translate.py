@@ -588,6 +588,8 @@ def _data_transforms(items: Any, path: str, dim: int, out: _Loader, report: Tran
         if translated is not None:
             if random_allowed:
                 out.augment.append(translated)
+            else:
+                report.ignored.append((tpath, f"random transform {name!r}: augmentation applies to training only"))
             continue
         report.ignored.append((tpath, f"transform {name!r} has no smp_like equivalent for {dim}D data"))
 
@@ -992,6 +994,13 @@ def translate(values: Dict[str, Any], source: Optional[str] = None, base: Option
         raise _error([f"loader: a Flemme {mode} config needs a loader section"], source)
     main_loader = loaders.get("train") or loaders.get("test") or loaders["val"]
     dim = main_loader.dim if main_loader else probe_dim
+    for role, other in loaders.items():
+        if other is main_loader:
+            continue
+        for key in sorted(set(other.data) | set(main_loader.data)):
+            if key not in ("patch_size", "crop_nonzero") and other.data.get(key) != main_loader.data.get(key):
+                report.ignored.append((f"{role}_loader ({key})", "every split is read with the training loader's "
+                                                                  "preprocessing"))
 
     # ---- model
     arch_name = N.MODEL_NAMES.get(name, "")
