@@ -642,9 +642,12 @@ def load_config(path: Union[str, Path], overrides: Sequence[str] = ()) -> TrainC
 def _translate_flemme(values: Any, path: Path) -> Any:
     """A Flemme config (``model.name`` + ``loader``) becomes the native config it means; one warning lists what
     has no effect here. Flemme reads paths relative to the working directory, so the translation does too."""
-    from smp_like.training.flemme import FlemmeConfigWarning, translate
+    from smp_like.training.flemme import FlemmeConfigError, FlemmeConfigWarning, translate
 
-    native, report = translate(values, source=str(path), base=Path.cwd())
+    try:
+        native, report = translate(values, source=str(path), base=Path.cwd())
+    except FlemmeConfigError as err:
+        raise ConfigError(err.errors, str(path)) from None
     message = report.message(str(path))
     if message:
         import warnings

@@ -240,7 +240,7 @@ def test_class_conditioned_ddpm_and_guidance():
 
 
 def test_edm_and_download_datasets_are_clear_errors(tmp_path):
-    from smp_like.training.config import ConfigError
+    from smp_like.training.flemme import FlemmeConfigError as ConfigError
 
     with pytest.raises(ConfigError, match="EDM .* not supported"):
         translate(flemme(model={"name": "EDM", "eps_model": _eps()}))

@@ -7,6 +7,6 @@ effect here and every unknown key. See docs/migrating_from_flemme.md.
 """
 
 from smp_like.training.flemme.detect import is_flemme_config
-from smp_like.training.flemme.translate import FlemmeConfigWarning, TranslationReport, translate
+from smp_like.training.flemme.translate import FlemmeConfigError, FlemmeConfigWarning, TranslationReport, translate
 
-__all__ = ["is_flemme_config", "translate", "TranslationReport", "FlemmeConfigWarning"]
+__all__ = ["is_flemme_config", "translate", "TranslationReport", "FlemmeConfigWarning", "FlemmeConfigError"]

@@ -5,7 +5,8 @@
 and returns the native config plus a :class:`TranslationReport`: the keys that have no effect here (with the reason)
 and the keys Flemme would not read either (with the closest known name). Nothing is dropped without being listed,
 and nothing Flemme accepts is refused, except what smp_like cannot do at all (EDM, point-cloud encoders, datasets
-that need a download), which is a :class:`~smp_like.training.config.ConfigError` that says why.
+that need a download), which is a :class:`FlemmeConfigError` that says why (a ``ConfigError`` from
+``load_config``).
 
 The native result is then validated by the strict native schema like any native file.
 """
@@ -22,7 +23,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from smp_like.training.flemme import names as N
 
-__all__ = ["translate", "TranslationReport", "FlemmeConfigWarning"]
+__all__ = ["translate", "TranslationReport", "FlemmeConfigWarning", "FlemmeConfigError"]
 
 
 class FlemmeConfigWarning(UserWarning):
@@ -69,10 +70,19 @@ class TranslationReport:
         return "\n".join(lines)
 
 
-def _error(errors: Sequence[str], source: Optional[str]) -> Exception:
-    from smp_like.training.config import ConfigError
+class FlemmeConfigError(ValueError):
+    """A Flemme config smp_like cannot run; ``errors`` lists ``"key.path: message"`` lines (``load_config``
+    raises them as a :class:`~smp_like.training.config.ConfigError`)."""
 
-    return ConfigError(list(errors), source)
+    def __init__(self, errors: Sequence[str], source: Optional[str] = None):
+        self.errors = list(errors)
+        self.source = source
+        where = f" in {source}" if source else ""
+        super().__init__(f"invalid Flemme configuration{where}:\n  " + "\n  ".join(self.errors))
+
+
+def _error(errors: Sequence[str], source: Optional[str]) -> Exception:
+    return FlemmeConfigError(list(errors), source)
 
 
 def _suggestion(key: str, known: Iterable[str]) -> str:
@@ -952,7 +962,8 @@ def translate(values: Dict[str, Any], source: Optional[str] = None, base: Option
         ``(native config dict, report)``.
 
     Raises:
-        ConfigError: for what smp_like cannot do at all (EDM, point-cloud encoders, downloads), naming the key.
+        FlemmeConfigError: for what smp_like cannot do at all (EDM, point-cloud encoders, downloads), naming the
+            key.
     """
     base = Path(base) if base is not None else Path.cwd()
     report = TranslationReport()
@@ -1234,8 +1245,6 @@ def _latent(msec: _Section, name: str, report: TranslationReport, source: Option
 def _labels_csv(loader: _Loader, top: _Section, base: Path, source: Optional[str]) -> str:
     """ImgClsDataset's ``cls_label`` {class folder: label} as the CSV smp_like reads (stem, label), written into
     the check-point folder (the folders themselves stay as they are)."""
-    from smp_like.training.config import ConfigError  # noqa: F401 - errors name the file
-
     rows = []
     for split, label in zip(loader.splits, loader.split_labels):
         folder = Path(split["images"])
