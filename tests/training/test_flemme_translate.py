@@ -174,7 +174,8 @@ def test_hierarchical_and_autoencoders():
     assert native["loss"]["terms"] == [{"name": "CrossEntropy", "weight": 1.0}]
     model = build(native["model"])
     assert type(model.encoder).__name__ == "FlemmeCNNEncoder" and model.encoder.depth == 3
-    vae = {"name": "VAE", "reconstruction_losses": [{"name": "MSE"}], "distribution_loss": {"name": "KL", "weight": 0.01},
+    vae = {"name": "VAE", "reconstruction_losses": [{"name": "MSE"}],
+           "distribution_loss": {"name": "KL", "weight": 0.01},
            "encoder": tiny_encoder("CNN", out_channel=1)}
     loader = {"dataset": {"name": "ImgDataset", "data_path": "imgs"}}
     native, _ = translate(flemme(model=vae, loader=loader))

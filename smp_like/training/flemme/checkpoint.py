@@ -109,7 +109,8 @@ def model_from_checkpoint(path: Union[str, Path], arch: Optional[str] = None,
         except Exception:  # noqa: BLE001 - not a registered name: keep the saved class
             wanted = saved
         family = getattr(wanted, "_checkpoint_family", lambda: None)()
-        if wanted is not saved and family is not None and family is getattr(saved, "_checkpoint_family", lambda: None)():
+        saved_family = getattr(saved, "_checkpoint_family", lambda: None)()
+        if wanted is not saved and family is not None and family is saved_family:
             cls = wanted
     config["encoder_weights"] = None  # the weights are in the file
     import inspect

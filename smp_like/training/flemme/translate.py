@@ -324,7 +324,8 @@ def _encoder(sec: _Section, dim: int, source: Optional[str], role: str = "model"
         if attentions:
             kwargs["attention"] = "self"
             kwargs["order"] = "cnax"  # attention after each convolution block, as Flemme's down/middle attentions
-            report.notes.append(f"{sec.key('down_attens')}/{sec.key('middle_attens')} {sorted(set(map(str, attentions)))}"
+            kinds = sorted(set(map(str, attentions)))
+            report.notes.append(f"{sec.key('down_attens')}/{sec.key('middle_attens')} {kinds}"
                                 f": self-attention in every encoder block (smp_like's 'self'), not per level")
         elif channel_attention:
             kwargs["attention"] = "se"
