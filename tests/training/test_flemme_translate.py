@@ -429,3 +429,22 @@ def test_validation_loader_differences_are_listed():
     assert native["data"]["resize"] == [32, 32] and native["data"]["val_batch_size"] == 1
     assert native["data"]["augment"]["train"] == [{"name": "VerticalFlip", "p": 0.5}]
     assert report.ignored_keys == ["val_loader.data_transforms.1", "val_loader (resize)"]
+
+
+def test_latent_diffusion_ae_path_from_an_smp_like_checkpoint(tmp_path):
+    vae = smp_like.VAE(encoder_name="cnn", encoder_depth=2, decoder_channels=[8, 8], in_channels=1,
+                       latent_channels=4)
+    save_checkpoint(vae, tmp_path / "ae" / "ckp_best_loss.pth", epoch=1)
+    eps = {"time_channel": 8, "encoder": {"name": "UNet", "in_channel": 4, "out_channel": 4, "patch_size": 1,
+                                          "patch_channel": 8, "down_channels": [8], "num_blocks": 1}}
+    model = {"name": "LDIM", "num_steps": 10, "freezed_ae": True, "ae_path": "ae/ckp_best_loss.pth",
+             "ae_model": {"name": "VAE", "encoder": {"name": "CNN"}}, "eps_model": eps}
+    native, report = translate(flemme(model=model, loader={"dataset": {"name": "ImgDataset", "data_path": "x"}}),
+                               base=tmp_path)
+    folder = native["model"]["autoencoder"]["from_pretrained"]
+    assert folder == str(tmp_path / "ae" / "ckp_best_loss_pretrained")
+    loaded = smp_like.from_pretrained(folder)
+    for (k, a), (_, b) in zip(vae.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert native["model"]["arch"] == "LDIM" and native["model"]["freeze_autoencoder"] is True
+    assert "model.ae_model" in report.ignored_keys
