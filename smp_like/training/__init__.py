@@ -24,6 +24,9 @@ _LAZY = {
     "RunError": "smp_like.training.run",
     "evaluate": "smp_like.training.evaluate",
     "PlotCallback": "smp_like.training.callbacks",
+    "GenerativeTask": "smp_like.training.generative_task",
+    "ClassificationTask": "smp_like.training.classification_task",
+    "ImageDataModule": "smp_like.training.generative_data",
 }
 
 __all__ = ["confusion_matrix", "per_class_iou", "pixel_accuracy", "run_demo", *_LAZY]

@@ -11,16 +11,34 @@ from smp_like import losses as L
 __all__ = ["build_model", "build_loss", "build_optimizer", "build_scheduler", "SegmentationLoss"]
 
 
-def build_model(model_cfg: Any, num_classes: int) -> nn.Module:
-    """Build ``model`` (a :class:`~smp_like.training.config.ModelConfig`): by architecture or ``from_pretrained``."""
+def build_model(model_cfg: Any, num_classes: int, pretrained: bool = True) -> nn.Module:
+    """Build ``model`` (a :class:`~smp_like.training.config.ModelConfig`): by architecture or ``from_pretrained``.
+
+    Segmentation architectures and ClM take ``classes`` (filled with ``num_classes`` when not given); AE / VAE / HAE
+    and the diffusion models are built by :func:`smp_like.training.wrappers.build_wrapper` (nested ``eps_model`` and
+    ``autoencoder`` sections; see docs/configuration.md).
+
+    Args:
+        model_cfg: the ``model`` section.
+        num_classes: classes of the data (segmentation / classification output channels; SDPM: mask channels).
+        pretrained: load the named encoder weights (False: random weights everywhere, e.g. before loading a
+            checkpoint or for a trial build).
+
+    Raises:
+        ValueError: for unknown or clashing arguments (naming them).
+    """
     import smp_like
+    from smp_like.training.wrappers import build_wrapper, is_wrapper
 
     if model_cfg.from_pretrained:
         return smp_like.from_pretrained(model_cfg.from_pretrained)
+    if is_wrapper(model_cfg.arch):
+        return build_wrapper(model_cfg, num_classes, pretrained)
     kwargs = dict(model_cfg.kwargs)
     kwargs.setdefault("classes", num_classes)
+    weights = model_cfg.encoder_weights if pretrained else None
     return smp_like.create_model(
-        model_cfg.arch, encoder_name=model_cfg.encoder_name, encoder_weights=model_cfg.encoder_weights,
+        model_cfg.arch, encoder_name=model_cfg.encoder_name, encoder_weights=weights,
         in_channels=model_cfg.in_channels, **kwargs,
     )
 

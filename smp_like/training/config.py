@@ -33,12 +33,24 @@ __all__ = [
     "OPTIMIZERS",
     "SCHEDULERS",
     "METRICS",
+    "IMAGE_METRICS",
+    "resolve_task",
+    "task_kind",
 ]
 
 TASKS = ("binary", "multiclass", "multilabel")
 MASK_FORMATS = ("index", "binary", "colour")
 #: Metric names accepted in ``metrics.names`` (functions of ``smp_like.metrics`` on confusion counts).
 METRICS: Tuple[str, ...] = ("iou", "dice", "precision", "recall", "accuracy", "specificity")
+#: Image metrics of reconstruction / generation runs (``smp_like.training.image_metrics``).
+IMAGE_METRICS: Tuple[str, ...] = ("ssim", "psnr", "mse")
+#: ``task`` values; ``auto`` resolves from ``model.arch`` (:func:`resolve_task`).
+RUN_TASKS: Tuple[str, ...] = ("auto", "segmentation", "classification", "reconstruction", "generation")
+#: Architectures (lower case) of each resolved task; every other architecture is a segmentation model.
+AUTOENCODER_ARCHS = ("ae", "vae", "hae")
+DIFFUSION_ARCHS = ("ddpm", "ddim", "ldpm", "ldim")
+SUPERVISED_DIFFUSION_ARCHS = ("sdpm", "sdim")
+CLASSIFIER_ARCHS = ("clm",)
 
 
 class ConfigError(ValueError):
@@ -131,7 +143,7 @@ class Split(_Section):
     """One data root: an image folder and a mask folder matched by file stem."""
 
     images: str
-    masks: str
+    masks: Optional[str] = None
     image_suffix: str = ""
     mask_suffix: str = ""
 
@@ -176,6 +188,7 @@ class DataConfig(_Section):
     val_batch_size: Optional[int] = Field(None, ge=1)
     num_workers: int = Field(0, ge=0)
     aux_labels: Optional[str] = None
+    labels_csv: Optional[str] = None
     val_roi_size: Optional[Tuple[int, int]] = None
     val_overlap: float = Field(0.25, ge=0.0, lt=1.0)
 
@@ -235,8 +248,8 @@ class LossConfig(_Section):
 class MetricsConfig(_Section):
     """``metrics``: which scores to log, the one to monitor, and how per-class scores are averaged."""
 
-    names: List[Literal["iou", "dice", "precision", "recall", "accuracy", "specificity"]] = Field(
-        default_factory=lambda: ["iou", "dice"]
+    names: List[Literal["iou", "dice", "precision", "recall", "accuracy", "specificity", "ssim", "psnr", "mse"]] = (
+        Field(default_factory=lambda: ["iou", "dice"])
     )
     monitor: str = "val/iou"
     mode: Literal["max", "min"] = "max"
@@ -315,9 +328,128 @@ class PlotsConfig(_Section):
     num_samples: int = Field(4, ge=1, le=16)
 
 
+class GenerationConfig(_Section):
+    """``generation``: sample grids during training and the sampling settings of test runs (generative models)."""
+
+    sample_every_n_epochs: int = Field(1, ge=1)
+    num_samples: int = Field(8, ge=1, le=64)
+    seed: int = 0
+    num_inference_steps: Optional[int] = Field(None, ge=1)
+    clip_range: Optional[Tuple[float, float]] = None
+    num_ensemble: int = Field(1, ge=1)
+    interpolation: bool = False
+
+    @field_validator("clip_range")
+    @classmethod
+    def _ordered(cls, value: Optional[Tuple[float, float]]) -> Optional[Tuple[float, float]]:
+        if value is not None and not value[0] < value[1]:
+            raise ValueError(f"clip_range must be [low, high] with low < high, got {list(value)}")
+        return value
+
+
+def resolve_task(task: str, arch: Optional[str], from_pretrained: Optional[str] = None) -> str:
+    """The run's task: ``task`` itself unless ``"auto"``, which follows the architecture.
+
+    AE/VAE/HAE -> reconstruction; DDPM/DDIM/LDPM/LDIM -> generation; ClM -> classification; SDPM/SDIM and every
+    segmentation architecture -> segmentation. With ``from_pretrained`` the saved folder's class decides.
+    """
+    if task != "auto":
+        return task
+    name = _saved_class(from_pretrained) if from_pretrained else None
+    name = (name or arch or "").lower()
+    if name in AUTOENCODER_ARCHS:
+        return "reconstruction"
+    if name in DIFFUSION_ARCHS:
+        return "generation"
+    if name in CLASSIFIER_ARCHS:
+        return "classification"
+    return "segmentation"
+
+
+def task_kind(cfg: "TrainConfig") -> str:
+    """Which Lightning task trains ``cfg``: ``segmentation`` (``SegmentationTask``), ``supervised`` (SDPM / SDIM on
+    segmentation data), ``generative`` (AE, VAE, HAE, DDPM, DDIM, LDPM, LDIM) or ``classification``."""
+    task = cfg.resolved_task
+    if task == "segmentation":
+        arch = str(cfg.model.arch).lower()
+        if cfg.model.from_pretrained:
+            arch = str(_saved_class(cfg.model.from_pretrained) or arch).lower()
+        return "supervised" if arch in SUPERVISED_DIFFUSION_ARCHS else "segmentation"
+    return "classification" if task == "classification" else "generative"
+
+
+def _saved_class(folder: Optional[str]) -> Optional[str]:
+    import json
+
+    path = Path(str(folder)) / "config.json"
+    try:
+        return str(json.loads(path.read_text(encoding="utf-8")).get("_model_class") or "") or None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _task_defaults(values: Dict[str, Any]) -> Dict[str, Any]:
+    """Fill the ``metrics``, ``loss`` and ``data.classes`` defaults that depend on the resolved task (keys the user
+    wrote are kept as written)."""
+    if not isinstance(values, dict):
+        return values
+    model = values.get("model") if isinstance(values.get("model"), dict) else {}
+    arch = model.get("arch", "Unet")
+    task = values.get("task", "auto")
+    if task not in RUN_TASKS:
+        return values  # the Literal reports it
+    resolved = resolve_task(task, arch if isinstance(arch, str) else None, model.get("from_pretrained"))
+    arch_l = str(arch).lower() if isinstance(arch, str) else ""
+    values = dict(values)
+    metrics = dict(values["metrics"]) if isinstance(values.get("metrics"), dict) else {}
+    if "metrics" in values and not isinstance(values["metrics"], dict):
+        return values
+    if resolved == "reconstruction":
+        metrics.setdefault("names", ["psnr", "ssim", "mse"])
+        names = metrics["names"] if isinstance(metrics["names"], list) else []
+        # Monitor PSNR (or SSIM) when logged, else the validation loss.
+        monitor, mode = next(((f"val/{n}", "max") for n in ("psnr", "ssim") if n in names), ("val/loss", "min"))
+        if "monitor" not in metrics:
+            metrics["monitor"] = monitor
+            metrics.setdefault("mode", mode)
+        metrics.setdefault("mode", "max")
+        if "loss" not in values:
+            terms = [{"name": "MSELoss"}]
+            if arch_l == "vae":
+                terms.append({"name": "KLDivergenceLoss", "weight": 1e-3})
+            values["loss"] = {"terms": terms}
+    elif resolved == "generation":
+        metrics.setdefault("names", ["psnr", "ssim", "mse"])
+        metrics.setdefault("monitor", "val/loss")
+        metrics.setdefault("mode", "min")
+        if "loss" not in values:
+            values["loss"] = {"terms": [{"name": "MSELoss"}]}
+    elif resolved == "classification":
+        metrics.setdefault("names", ["accuracy"])
+        metrics.setdefault("monitor", "val/accuracy")
+        metrics.setdefault("mode", "max")
+        if "loss" not in values:
+            values["loss"] = {"terms": [{"name": "CrossEntropy"}]}
+    elif arch_l in SUPERVISED_DIFFUSION_ARCHS:
+        # Validation of a supervised diffusion model is its diffusion loss (sampling every epoch is costly);
+        # the segmentation metrics of the ensemble mean come from `smp-like test`.
+        metrics.setdefault("monitor", "val/loss")
+        metrics.setdefault("mode", "min")
+        if "loss" not in values:
+            values["loss"] = {"terms": [{"name": "MSELoss"}]}
+    if metrics:
+        values["metrics"] = metrics
+    data = values.get("data")
+    if resolved in ("reconstruction", "generation") and isinstance(data, dict) and "classes" not in data:
+        # Images only: no classes; one name (and the one-class task) keeps the data schema whole.
+        values["data"] = dict(data, classes=["image"], task=data.get("task", "binary"))
+    return values
+
+
 class TrainConfig(_Section):
     """The whole configuration (see the module docstring)."""
 
+    task: Literal["auto", "segmentation", "classification", "reconstruction", "generation"] = "auto"
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig
     loss: LossConfig = Field(default_factory=LossConfig)
@@ -328,6 +460,7 @@ class TrainConfig(_Section):
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     plots: PlotsConfig = Field(default_factory=PlotsConfig)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
     test: TestConfig = Field(default_factory=TestConfig)
     seed: Optional[int] = 0
     output_dir: str = "runs"
@@ -335,6 +468,16 @@ class TrainConfig(_Section):
     resume: bool = False
     skip_nonfinite: bool = False
     channels_last: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_by_task(cls, values: Any) -> Any:
+        return _task_defaults(values)
+
+    @property
+    def resolved_task(self) -> str:
+        """``task`` with ``auto`` resolved from the architecture (:func:`resolve_task`)."""
+        return resolve_task(self.task, self.model.arch, self.model.from_pretrained)
 
     def to_dict(self) -> Dict[str, Any]:
         """The resolved config as plain data (extra constructor arguments included)."""
@@ -392,7 +535,11 @@ def _semantic_errors(cfg: TrainConfig) -> List[str]:
                                     skip=("optimizer",))
 
     model = cfg.model
-    if model.from_pretrained is None:
+    task = cfg.resolved_task
+    generative = _is_wrapper(model.arch) and model.from_pretrained is None
+    if generative or task != "segmentation":
+        errors += _task_errors(cfg, task)
+    elif model.from_pretrained is None:
         cls = _model_class(model.arch)
         if cls is None:
             errors.append(f"model.arch: unknown architecture {model.arch!r}{_suggest(str(model.arch), _archs())} "
@@ -409,12 +556,116 @@ def _semantic_errors(cfg: TrainConfig) -> List[str]:
         errors += _transform_errors(cfg.data.augment)
     if cfg.data.aux_labels is not None and not (model.kwargs.get("aux_params") or model.from_pretrained):
         errors.append("data.aux_labels: the model has no classification head; add model.aux_params: {dropout: 0.2}")
+    errors += _metric_name_errors(cfg, task)
+    if task == "segmentation":
+        errors += _mask_errors(cfg)
     monitor_metric = cfg.metrics.monitor.split("/")[-1]
     allowed = set(cfg.metrics.names) | {"loss"}
     if monitor_metric not in allowed:
         errors.append(f"metrics.monitor: {cfg.metrics.monitor!r} is not logged; use 'val/<name>' with a name from "
                       f"{sorted(allowed)}")
     return errors
+
+
+def _is_wrapper(arch: Optional[str]) -> bool:
+    """AE/VAE/HAE, the diffusion models and ClM: built by :func:`smp_like.training.builders.build_model` from
+    nested settings, not as ``SegmentationModel`` s."""
+    return str(arch).lower() in AUTOENCODER_ARCHS + DIFFUSION_ARCHS + SUPERVISED_DIFFUSION_ARCHS + CLASSIFIER_ARCHS
+
+
+_TASK_ARCHS = {
+    "reconstruction": AUTOENCODER_ARCHS,
+    "generation": DIFFUSION_ARCHS + ("vae",),
+    "classification": CLASSIFIER_ARCHS,
+}
+
+
+def _task_errors(cfg: TrainConfig, task: str) -> List[str]:
+    """The model and data of reconstruction / generation / classification runs and of supervised diffusion."""
+    errors: List[str] = []
+    model = cfg.model
+    arch = str(model.arch).lower()
+    if model.from_pretrained is None:
+        allowed = _TASK_ARCHS.get(task)
+        if allowed is not None and arch not in allowed:
+            errors.append(f"task: {task!r} needs model.arch among {sorted(a.upper() if a != 'clm' else 'ClM' for a in allowed)}"
+                          f", got {model.arch!r}")
+        elif task == "segmentation" and arch in _TASK_ARCHS["reconstruction"] + DIFFUSION_ARCHS + CLASSIFIER_ARCHS:
+            errors.append(f"task: 'segmentation' cannot train model.arch {model.arch!r}; use task: auto")
+        else:
+            errors += _build_errors(cfg)
+    terms = [t.name for t in cfg.loss.terms]
+    if task == "generation" or arch in SUPERVISED_DIFFUSION_ARCHS:
+        if arch != "vae" and terms != ["MSELoss"] and terms != ["MSE"]:
+            errors.append(f"loss.terms: a diffusion model trains with the MSE to its scheduler's target (loss: MSELoss);"
+                          f" got {terms}")
+    elif task == "classification":
+        if terms not in (["CrossEntropy"], ["CE"], ["SoftCrossEntropyLoss"], ["CrossEntropyLoss"]):
+            errors.append(f"loss.terms: a classification run trains with cross-entropy (loss: CrossEntropy), got {terms}")
+        if not cfg.data.labels_csv:
+            errors.append("data.labels_csv: a classification run needs a CSV of image stem -> class (columns stem, "
+                          "label)")
+    if task in ("reconstruction", "generation") and cfg.data.normalization is not None:
+        errors.append("data.normalization: reconstruction and generation runs scale images to [0, 1] themselves "
+                      "(diffusion models map them to [-1, 1]); remove it")
+    if task == "reconstruction" or (task == "generation" and arch == "vae"):
+        for i, term in enumerate(cfg.loss.terms):
+            if term.name in ("KLDivergenceLoss", "KLLoss", "KL") and arch != "vae":
+                errors.append(f"loss.terms.{i}.name: {term.name} needs a VAE (model.arch {model.arch!r} has no latent "
+                              "distribution)")
+    return errors
+
+
+def _mask_errors(cfg: TrainConfig) -> List[str]:
+    return [f"data.{split}.{i}.masks: a segmentation run needs mask folders for {split}"
+            for split in ("train", "val") for i, root in enumerate(getattr(cfg.data, split)) if root.masks is None]
+
+
+def _build_errors(cfg: TrainConfig) -> List[str]:
+    """Build a wrapper on the meta device (no memory) to report bad nested arguments before any training."""
+    import torch
+
+    import smp_like
+
+    if str(cfg.model.arch).lower() in ("ldpm", "ldim"):
+        ae = cfg.model.kwargs.get("autoencoder")
+        if not isinstance(ae, dict) or not (ae.get("from_pretrained") or ae.get("arch")):
+            return ["model.autoencoder: a latent diffusion model needs autoencoder: {from_pretrained: <AE/VAE folder>} "
+                    "or {arch: AE|VAE, ...its arguments}"]
+        if ae.get("from_pretrained"):
+            return []  # loading a folder on the meta device is not possible; the real build reports it
+    try:
+        with torch.device("meta"):
+            if str(cfg.model.arch).lower() == "clm":
+                kwargs = dict(cfg.model.kwargs)
+                kwargs.setdefault("classes", len(cfg.data.classes))
+                smp_like.create_model("ClM", encoder_name=cfg.model.encoder_name, encoder_weights=None,
+                                      in_channels=cfg.model.in_channels, **kwargs)
+            else:
+                from smp_like.training.wrappers import build_wrapper
+
+                build_wrapper(cfg.model, len(cfg.data.classes), pretrained=False)
+    except (TypeError, ValueError) as err:
+        return [f"model: {cfg.model.arch} cannot be built from these arguments: {err}"]
+    except Exception:  # noqa: BLE001 - an op without meta support is left to the real build
+        return []
+    return []
+
+
+def _metric_name_errors(cfg: TrainConfig, task: str) -> List[str]:
+    names = list(cfg.metrics.names)
+    if task in ("reconstruction", "generation"):
+        bad = [n for n in names if n not in IMAGE_METRICS]
+        valid = IMAGE_METRICS
+    elif task == "classification":
+        bad = [n for n in names if n != "accuracy"]
+        valid = ("accuracy",)
+    else:
+        bad = [n for n in names if n not in METRICS]
+        valid = METRICS
+    if bad:
+        return [f"metrics.names: {bad} are not metrics of a {task} run (choices: {list(valid)})"]
+    return []
 
 
 def _trial_build(cls: type, model: ModelConfig) -> List[str]:
@@ -673,6 +924,8 @@ def _resolve_paths(values: Dict[str, Any], base: Path) -> None:
                             root[key] = fix(root[key])
         if isinstance(data.get("aux_labels"), str) and data["aux_labels"].endswith(".csv"):
             data["aux_labels"] = fix(data["aux_labels"])
+        if isinstance(data.get("labels_csv"), str):
+            data["labels_csv"] = fix(data["labels_csv"])
     if "output_dir" in values:
         values["output_dir"] = fix(values["output_dir"])
     for section, key in (("checkpoint", "flemme_dir"), ("test", "output_dir"), ("test", "checkpoint")):
@@ -684,3 +937,8 @@ def _resolve_paths(values: Dict[str, Any], base: Path) -> None:
         candidate = base / model["from_pretrained"]
         if candidate.exists():
             model["from_pretrained"] = str(candidate)
+    autoencoder = model.get("autoencoder") if isinstance(model, dict) else None
+    if isinstance(autoencoder, dict) and isinstance(autoencoder.get("from_pretrained"), str):
+        candidate = base / autoencoder["from_pretrained"]
+        if candidate.exists():
+            autoencoder["from_pretrained"] = str(candidate)

@@ -90,6 +90,13 @@ def evaluate(cfg: TrainConfig, checkpoint: Optional[str] = None, split: str = "t
     Raises:
         ValueError: for a split the config does not define; DataError for bad data files.
     """
+    from smp_like.training.config import task_kind
+
+    if task_kind(cfg) != "segmentation":  # reconstruction, generation, SDPM/SDIM, classification
+        from smp_like.training.generative_evaluate import evaluate_generative, load_generative_model
+
+        model = load_generative_model(cfg, checkpoint, fallback=load_trained_model)
+        return evaluate_generative(cfg, checkpoint, split, out_dir, device, model=model)
     from smp_like.training.data import SegmentationDataModule
 
     datamodule = SegmentationDataModule(cfg).prepare()

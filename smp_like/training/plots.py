@@ -13,7 +13,8 @@ import numpy as np
 from smp_like.io.atomic import atomic_output
 from smp_like.io.images import default_palette, overlay_mask
 
-__all__ = ["read_epoch_history", "plot_curves", "plot_predictions", "display_indices"]
+__all__ = ["read_epoch_history", "plot_curves", "plot_predictions", "display_indices", "image_grid", "save_image_grid",
+           "to_display"]
 
 
 def _pyplot():
@@ -140,3 +141,45 @@ def plot_predictions(
         fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)
     return Path(path)
+
+
+def to_display(image: np.ndarray) -> np.ndarray:
+    """A ``(C, *spatial)`` image in [0, 1] as an ``(H, W, 3)`` uint8 picture (3D: the middle slice of the last
+    axis; 1 channel: grey; more than 3: the first 3)."""
+    image = np.asarray(image, dtype=np.float32)
+    while image.ndim > 3:  # volumes: the middle slice
+        image = image[..., image.shape[-1] // 2]
+    if image.shape[0] == 1:
+        image = np.repeat(image, 3, axis=0)
+    elif image.shape[0] == 2:
+        image = np.concatenate([image, image[:1]], axis=0)
+    image = np.moveaxis(image[:3], 0, -1)
+    return (np.clip(np.nan_to_num(image), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def image_grid(rows: Sequence[Sequence[np.ndarray]], pad: int = 2) -> np.ndarray:
+    """Tile ``rows`` of ``(C, *spatial)`` images in [0, 1] into one ``(H, W, 3)`` uint8 picture, white gaps."""
+    pictures = [[to_display(im) for im in row] for row in rows]
+    h = max(p.shape[0] for row in pictures for p in row)
+    w = max(p.shape[1] for row in pictures for p in row)
+    ncol = max(len(row) for row in pictures)
+    grid = np.full((len(pictures) * (h + pad) + pad, ncol * (w + pad) + pad, 3), 255, dtype=np.uint8)
+    for r, row in enumerate(pictures):
+        for c, picture in enumerate(row):
+            y, x = pad + r * (h + pad), pad + c * (w + pad)
+            grid[y:y + picture.shape[0], x:x + picture.shape[1]] = picture
+    return grid
+
+
+def save_image_grid(path: Path, rows: Sequence[Sequence[np.ndarray]], scale: int = 0) -> Path:
+    """Write :func:`image_grid` as a PNG (atomically); small images are enlarged ``scale`` times (0: to about 64
+    pixels per tile) with nearest-neighbour, so the grid stays legible."""
+    from smp_like.io.images import write_rgb_png
+
+    grid = image_grid(rows)
+    if scale == 0:
+        tile = max(np.asarray(im).shape[-1] for row in rows for im in row)
+        scale = max(1, 64 // max(tile, 1))
+    if scale > 1:
+        grid = np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1)
+    return write_rgb_png(path, grid)

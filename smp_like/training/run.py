@@ -35,12 +35,12 @@ except ImportError as err:  # pragma: no cover - depends on the environment
 from smp_like.io.atomic import atomic_output
 from smp_like.training.builders import build_loss, build_model
 from smp_like.training.callbacks import PlotCallback
-from smp_like.training.config import TrainConfig
+from smp_like.training.config import TrainConfig, task_kind
 from smp_like.training.data import SegmentationDataModule
 from smp_like.training.plots import read_epoch_history
 from smp_like.training.task import SegmentationTask
 
-__all__ = ["train", "build_task", "check_writable", "export_best", "RunError"]
+__all__ = ["train", "build_task", "build_any_task", "task_kind", "check_writable", "export_best", "RunError"]
 
 
 class RunError(ValueError):
@@ -79,6 +79,32 @@ def build_task(cfg: TrainConfig, model: Optional[torch.nn.Module] = None) -> Seg
         optimizer=optimizer, scheduler=scheduler, monitor=cfg.metrics.monitor, val_roi_size=d.val_roi_size,
         val_overlap=d.val_overlap, skip_nonfinite=cfg.skip_nonfinite, channels_last=cfg.channels_last,
     )
+
+
+def build_any_task(cfg: TrainConfig, model: Optional[torch.nn.Module] = None) -> "pl.LightningModule":
+    """The Lightning task of ``cfg`` by :func:`task_kind`."""
+    kind = task_kind(cfg)
+    if kind == "segmentation":
+        return build_task(cfg, model)
+    if kind == "classification":
+        from smp_like.training.classification_task import build_classification_task
+
+        return build_classification_task(cfg, model)
+    from smp_like.training.generative_task import build_generative_task
+
+    return build_generative_task(cfg, model)
+
+
+def _plot_callback(cfg: TrainConfig, kind: str, run_dir: Path, datamodule: Any) -> Any:
+    if kind == "segmentation":
+        return PlotCallback(run_dir, cfg.plots.every_n_epochs, cfg.plots.num_samples, datamodule.preprocessing.palette)
+    if kind == "classification":
+        from smp_like.training.classification_task import CurvesCallback
+
+        return CurvesCallback(run_dir)
+    from smp_like.training.generative_task import SampleCallback
+
+    return SampleCallback(run_dir, cfg.generation, cfg.model.arch)
 
 
 def _keep_csv_history(logger: CSVLogger, path: Path, up_to_step: Optional[int]) -> None:
@@ -145,7 +171,7 @@ def _summary(cfg: TrainConfig, run_dir: Path, monitor: str, mode: str, best_path
         pick = max if mode == "max" else min
         best_epoch = pick(series, key=lambda e: (series[e], -e) if mode == "max" else (series[e], e))
     per_class: Dict[str, Dict[str, Optional[float]]] = {}
-    for name in cfg.metrics.names:
+    for name in cfg.metrics.names if task_kind(cfg) == "segmentation" else ():
         per_class[name] = {c: _finite(history.get(f"val/{name}/{c}", {}).get(best_epoch)) for c in cfg.data.classes}
     final = {k: _finite(v.get(max(v))) for k, v in history.items() if v and k.count("/") == 1}
     return {
@@ -168,7 +194,8 @@ def _quiet_known_warnings() -> None:
     the CSV logger's notice about the metrics.csv it is about to write, which smp_like handles on resume)."""
     for message in (r".*set_vital.*", r".*LeafSpec.*", r"Experiment logs directory .* exists and is not empty.*",
                     r"The number of training batches .* is smaller than the logging interval.*",
-                    r"You have overridden `on_after_batch_transfer`.*"):
+                    r"You have overridden `on_after_batch_transfer`.*",
+                    r"Found \d+ module\(s\) in eval mode at the start of training.*"):  # LDPM's frozen AE
         warnings.filterwarnings("ignore", message=message)
 
 
@@ -208,16 +235,21 @@ def train(cfg: TrainConfig, resume: Optional[bool] = None, progress: Optional[bo
     if cfg.seed is not None:
         pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    datamodule = SegmentationDataModule(cfg).prepare()  # every data problem, before any model is built
-    task = build_task(cfg)
+    kind = task_kind(cfg)
+    if kind in ("segmentation", "supervised"):
+        datamodule = SegmentationDataModule(cfg).prepare()  # every data problem, before any model is built
+    else:
+        from smp_like.training.generative_data import ImageDataModule
+
+        datamodule = ImageDataModule(cfg).prepare()
+    task = build_any_task(cfg)
     has_val = "val" in datamodule.datasets
     monitor, mode = (cfg.metrics.monitor, cfg.metrics.mode) if has_val else ("train/loss", "min")
 
     best_cb = ModelCheckpoint(dirpath=ckpt_dir, filename="best-epoch{epoch:03d}", monitor=monitor, mode=mode,
                               save_top_k=cfg.checkpoint.save_top_k, save_last=True, auto_insert_metric_name=False,
                               enable_version_counter=False)
-    cbs: List[Any] = [best_cb, PlotCallback(run_dir, cfg.plots.every_n_epochs, cfg.plots.num_samples,
-                                            datamodule.preprocessing.palette)]
+    cbs: List[Any] = [best_cb, _plot_callback(cfg, kind, run_dir, datamodule)]
     if cfg.checkpoint.every_n_train_steps:
         cbs.append(ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=cfg.checkpoint.every_n_train_steps,
                                    save_top_k=0, save_last=True, enable_version_counter=False))
