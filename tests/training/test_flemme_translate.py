@@ -196,9 +196,13 @@ def _eps(name="UNet", **extra):
 def test_ddpm_flat_and_consine():
     model = {"name": "DDPM", "num_steps": 50, "beta_schedule": "consine", "eps_loss": {"name": "MSE"},
              "eps_model": _eps(in_channel=1, out_channel=1), "sample_num_steps": 10}
-    native, _ = translate(flemme(model=model, loader={"dataset": {"name": "ImgDataset", "data_path": "x"}}))
+    loader = {"dataset": {"name": "ImgDataset", "data_path": "x"},
+              "data_transforms": [{"name": "ToTensor"}, {"name": "Normalize", "mean": [0.5], "std": [0.5]}]}
+    native, report = translate(flemme(model=model, loader=loader))
     m = native["model"]
     assert m["arch"] == "DDPM" and m["beta_schedule"] == "cosine" and m["num_train_timesteps"] == 50
+    # generative runs scale images themselves ([0, 1], diffusion [-1, 1]): Normalize is listed, not translated
+    assert "normalization" not in native["data"] and report.ignored_keys == ["loader.data_transforms.1"]
     assert m["num_inference_steps"] == 10 and m["time_embedding_dim"] == 16 and m["in_channels"] == 1
     assert m["eps_model"]["arch"] == "Unet" and m["eps_model"]["down_channels"] == [16, 32]
     assert native["loss"] == {"terms": [{"name": "MSELoss"}]}

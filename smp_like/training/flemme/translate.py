@@ -507,6 +507,7 @@ class _Loader:
     modalities: int = 1
     cls_labels: Optional[Dict[str, int]] = None
     split_labels: List[int] = field(default_factory=list)  # ImgClsDataset: the class of each split (folder)
+    normalize_path: Optional[str] = None  # where the intensity transform (Normalize, MinMaxNormalize) was
 
 
 def _transforms_2d(name: str, args: Dict[str, Any], path: str, report: TranslationReport) -> Optional[Dict[str, Any]]:
@@ -574,6 +575,8 @@ def _data_transforms(items: Any, path: str, dim: int, out: _Loader, report: Tran
             size = [int(s) for s in _as_list(entry.get("size"))]
             out.data["resize"] = size * dim if len(size) == 1 else size
             continue
+        if name in ("Normalize", "MinMaxNormalize"):
+            out.normalize_path = tpath
         if name == "Normalize":
             mean, std = entry.get("mean"), entry.get("std")
             if mean is None and std is None:
@@ -1117,7 +1120,14 @@ def translate(values: Dict[str, Any], source: Optional[str] = None, base: Option
         # image_size fixes nothing in smp_like's models, but Flemme's data must have that size: resize to it.
         data["resize"] = enc.image_size[:dim] if len(enc.image_size) >= dim else enc.image_size
     channels = 1 if data.get("grayscale") else (model.get("in_channels") or 1)
-    if "normalization" not in data:
+    if run_kind in ("reconstruction", "generation"):
+        # smp_like's generative runs scale images to [0, 1] themselves (pixel diffusion then to [-1, 1]: the range
+        # Flemme's usual Normalize(0.5, 0.5) gives).
+        data.pop("normalization", None)
+        if main_loader.normalize_path:
+            report.ignored.append((main_loader.normalize_path, "reconstruction and generation runs scale images to "
+                                   "[0, 1] themselves (diffusion models then to [-1, 1])"))
+    elif "normalization" not in data:
         # Flemme's ToTensor scales 8-bit images to [0, 1] and leaves volumes as they are.
         data["normalization"] = ({"normalization": "none"} if dim == 3 else
                                  {"normalization": "mean_std", "mean": [0.0] * channels, "std": [1.0] * channels})
