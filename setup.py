@@ -38,6 +38,8 @@ setup(
             "torchdata>=0.8",
             "tensorboard>=2.14",
         ],
+        # MetaImage / NRRD volumes (.mha, .nrrd) besides NIfTI.
+        "sitk": ["SimpleITK>=2.2"],
         "test": [
             "pytest>=7",
             "pytest-xdist>=3",

@@ -23,6 +23,7 @@ def build_pipeline(
     crop_size: Optional[Tuple[int, int]] = None,
     mask_pad: int = 0,
     seed: int = 0,
+    resize: Optional[Tuple[int, int]] = None,
 ) -> Optional[Any]:
     """Build an ``albumentations.Compose`` from ``{"name": ..., **arguments}`` items.
 
@@ -31,6 +32,7 @@ def build_pipeline(
         crop_size: ``(height, width)`` of a random crop taken first (training on images larger than the crop), or None.
         mask_pad: mask value for the padding of images smaller than the crop (the ``ignore_index``, or 0).
         seed: the Compose's seed (datasets re-seed it per item).
+        resize: ``(height, width)`` every image is resized to first (linear; masks nearest), or None.
 
     Returns:
         The pipeline, or None when there is nothing to do.
@@ -40,6 +42,8 @@ def build_pipeline(
     """
     A = _albumentations()
     steps = []
+    if resize is not None:
+        steps.append(A.Resize(height=int(resize[0]), width=int(resize[1]), interpolation=1))  # 1: cv2.INTER_LINEAR
     if crop_size is not None:
         h, w = int(crop_size[0]), int(crop_size[1])
         steps.append(A.PadIfNeeded(min_height=h, min_width=w, border_mode=0, fill=0, fill_mask=mask_pad))

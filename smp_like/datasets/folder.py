@@ -23,9 +23,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from smp_like.datasets.labels import invert_intensity, to_grayscale
 from smp_like.io.images import IMAGE_SUFFIXES, ImageReadError, read_image, read_mask
 
-__all__ = ["DataError", "Pair", "scan_pairs", "FolderDataset", "mask_to_target", "read_aux_csv", "split_pairs"]
+__all__ = ["DataError", "Pair", "scan_pairs", "FolderDataset", "mask_to_target", "read_aux_csv", "split_pairs",
+           "suffix_files"]
 
 
 class DataError(ValueError):
@@ -58,6 +60,39 @@ def _files(folder: Path, suffix: str) -> Dict[str, Path]:
                 continue
             stem = stem[: -len(suffix)]
         found.setdefault(stem, path)
+    return found
+
+
+def suffix_files(folder: Path, suffix: str, endings: Sequence[str], recursive: bool = False) -> Dict[str, Path]:
+    """Key -> file for the files of ``folder`` with one of ``endings`` (``.png``, ``.nii.gz``, ...) and ``suffix``.
+
+    A ``suffix`` that ends with one of ``endings`` (``"_flair.nii.gz"``, ``".png"``) must end the file name; any other
+    (``"_flair"``, ``""``) must end the name without its ending. The key is the name without both, and with
+    ``recursive`` the folder path relative to ``folder`` in front (``"a/case1"``): Flemme's pairing rule, the same
+    relative path with the suffix replaced.
+    """
+    endings = sorted((e.lower() for e in endings), key=len, reverse=True)
+    full = any(suffix.lower().endswith(e) for e in endings)
+    found: Dict[str, Path] = {}
+    for path in sorted(folder.rglob("*") if recursive else folder.iterdir()):
+        name = path.name
+        if not path.is_file() or name.startswith("."):
+            continue
+        ending = next((e for e in endings if name.lower().endswith(e)), None)
+        if ending is None:
+            continue
+        if full:
+            if not name.lower().endswith(suffix.lower()):
+                continue
+            key = name[: len(name) - len(suffix)]
+        else:
+            base = name[: len(name) - len(ending)]
+            if suffix and not base.endswith(suffix):
+                continue
+            key = base[: len(base) - len(suffix)]
+        if recursive:
+            key = str(path.parent.relative_to(folder) / key)
+        found.setdefault(key, path)
     return found
 
 
@@ -113,15 +148,19 @@ def scan_pairs(
     colour_map: Optional[Sequence[Sequence[int]]] = None,
     ignore_index: Optional[int] = None,
     check_contents: bool = True,
+    label_transform: Optional[Callable[[np.ndarray], np.ndarray]] = None,
 ) -> List[Pair]:
     """Match images with masks by stem in every root and check them; raise one error listing all problems.
 
     Args:
-        roots: mappings with ``images``, ``masks`` (folders) and optional ``image_suffix``, ``mask_suffix``.
+        roots: mappings with ``images``, ``masks`` (folders; ``masks`` None: images only) and optional
+            ``image_suffix``, ``mask_suffix``, ``pairing`` (``"stem"``, or ``"flemme"``: the same relative path under
+            both folders, recursive, with ``image_suffix``/``mask_suffix`` as full name endings such as ``".png"``).
         task: ``"binary"``, ``"multiclass"`` or ``"multilabel"`` (one mask sub-folder per class).
         classes: class names.
         mask_format, colour_map, ignore_index: see :func:`mask_to_target`.
         check_contents: read every file to check readability, sizes and mask values.
+        label_transform: applied to a stored index mask before its values are checked (Flemme's Relabel).
 
     Returns:
         The pairs, sorted by root then stem.
@@ -133,14 +172,35 @@ def scan_pairs(
     pairs: List[Pair] = []
     num_classes = len(classes) if task == "multiclass" else 2
     for root in roots:
-        images_dir, masks_dir = Path(root["images"]), Path(root["masks"])
-        missing = [str(d) for d in (images_dir, masks_dir) if not d.is_dir()]
+        suffix = root.get("image_suffix", "") or ""
+        if isinstance(suffix, (list, tuple)):
+            problems.append(f"{root['images']}: image_suffix lists modalities {list(suffix)}: that is for volumes "
+                            "(data.dim 3); 2D images have one file each")
+            continue
+        images_dir = Path(root["images"])
+        masks_dir = Path(root["masks"]) if root.get("masks") else None
+        missing = [str(d) for d in (images_dir, masks_dir) if d is not None and not d.is_dir()]
         if missing:
             problems += [f"{d}: no such folder" for d in missing]
             continue
-        images = _files(images_dir, root.get("image_suffix", ""))
+        flemme = root.get("pairing", "stem") == "flemme"
+        mask_suffix = root.get("mask_suffix", "") or ""
+        if flemme:
+            mask_suffix = mask_suffix or suffix  # Flemme: the label suffix defaults to the data suffix
+            images = suffix_files(images_dir, suffix or ".png", IMAGE_SUFFIXES, recursive=True)
+        else:
+            images = _files(images_dir, suffix)
         if not images:
             problems.append(f"{images_dir}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+        if masks_dir is None:
+            pairs += [Pair(image=image, masks=[], stem=stem.replace("/", "_")) for stem, image in images.items()]
+            continue
+
+        def mask_files(folder: Path) -> Dict[str, Path]:
+            if flemme:
+                return suffix_files(folder, mask_suffix or ".png", IMAGE_SUFFIXES, recursive=True)
+            return _files(folder, mask_suffix)
+
         if task == "multilabel":
             mask_sets = []
             for name in classes:
@@ -149,9 +209,9 @@ def scan_pairs(
                     problems.append(f"{sub}: no such folder (multilabel masks: one folder per class)")
                     mask_sets.append({})
                 else:
-                    mask_sets.append(_files(sub, root.get("mask_suffix", "")))
+                    mask_sets.append(mask_files(sub))
         else:
-            mask_sets = [_files(masks_dir, root.get("mask_suffix", ""))]
+            mask_sets = [mask_files(masks_dir)]
         for stem, image in images.items():
             found = [m.get(stem) for m in mask_sets]
             lost = [i for i, f in enumerate(found) if f is None]
@@ -159,14 +219,15 @@ def scan_pairs(
                 where = masks_dir if task != "multilabel" else ", ".join(str(masks_dir / classes[i]) for i in lost)
                 problems.append(f"{image}: image without a mask (looked for {stem!r} in {where})")
                 continue
-            pairs.append(Pair(image=image, masks=list(found), stem=stem))
+            pairs.append(Pair(image=image, masks=list(found), stem=stem.replace("/", "_")))
         for masks in mask_sets:
             for stem, mask in masks.items():
                 if stem not in images:
                     problems.append(f"{mask}: mask without an image (no {stem!r} in {images_dir})")
     if check_contents:
         for pair in pairs:
-            problems += _check_pair(pair, task, classes, mask_format, colour_map, ignore_index, num_classes)
+            problems += _check_pair(pair, task, classes, mask_format, colour_map, ignore_index, num_classes,
+                                    label_transform)
     if problems:
         raise DataError(problems)
     return pairs
@@ -174,7 +235,7 @@ def scan_pairs(
 
 def _check_pair(pair: Pair, task: str, classes: Sequence[str], mask_format: str,
                 colour_map: Optional[Sequence[Sequence[int]]], ignore_index: Optional[int],
-                num_classes: int) -> List[str]:
+                num_classes: int, label_transform: Optional[Callable[[np.ndarray], np.ndarray]] = None) -> List[str]:
     problems = []
     try:
         size = read_image(pair.image).shape[:2]
@@ -191,6 +252,8 @@ def _check_pair(pair: Pair, task: str, classes: Sequence[str], mask_format: str,
             problems.append(f"{path}: mask size {mask.shape[0]}x{mask.shape[1]} differs from image {pair.image.name} "
                             f"{size[0]}x{size[1]}")
             continue
+        if label_transform is not None and mask.ndim == 2:
+            mask = label_transform(mask)
         problems += [f"{path}: {p}" for p in mask_to_target(mask, fmt, num_classes, colour_map, ignore_index)[1]]
     return problems
 
@@ -206,8 +269,11 @@ def split_pairs(pairs: Sequence[Pair], val_fraction: float, seed: int) -> Tuple[
     n_val = max(1, round(val_fraction * len(pairs))) if val_fraction > 0 else 0
     if n_val >= len(pairs):
         raise DataError([f"val_fraction={val_fraction} leaves no training image out of {len(pairs)}"])
-    val = sorted((pairs[i] for i in order[:n_val]), key=lambda p: str(p.image))
-    train = sorted((pairs[i] for i in order[n_val:]), key=lambda p: str(p.image))
+    def key(p: Any) -> str:  # 2D pairs have one image, volume cases one per modality
+        return str(p.image if hasattr(p, "image") else p.images[0])
+
+    val = sorted((pairs[i] for i in order[:n_val]), key=key)
+    train = sorted((pairs[i] for i in order[n_val:]), key=key)
     return train, val
 
 
@@ -256,6 +322,9 @@ class FolderDataset(Dataset):
         mask_format, colour_map, ignore_index: see :func:`mask_to_target`.
         aux: None, ``"mask"`` (labels: which classes the mask holds) or a stem -> labels mapping (from a CSV).
         seed: augmentation seed.
+        label_transform: applied to stored index masks first (Flemme's Relabel / ToBinaryMask).
+        grayscale: RGB -> one channel (Flemme's GrayScale).
+        invert: ``1 - x`` on intensities scaled to [0, 1] (Flemme's InverseColor; 8-bit: ``255 - x``).
     """
 
     def __init__(
@@ -270,7 +339,13 @@ class FolderDataset(Dataset):
         ignore_index: Optional[int] = None,
         aux: Any = None,
         seed: int = 0,
+        label_transform: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+        grayscale: bool = False,
+        invert: bool = False,
     ):
+        self.label_transform = label_transform
+        self.grayscale = grayscale
+        self.invert = invert
         self.pairs = list(pairs)
         self.task = task
         self.classes = list(classes)
@@ -294,6 +369,14 @@ class FolderDataset(Dataset):
         """The stored image ``(H, W, C)`` and the mask as class indices ``(H, W)`` (multilabel: ``(H, W, K)``)."""
         pair = self.pairs[index]
         image = read_image(pair.image)
+        if self.grayscale:
+            image = to_grayscale(image)
+        if self.invert:
+            image = invert_intensity(image, 255.0 if image.dtype == np.uint8 else (
+                65535.0 if image.dtype == np.uint16 else None))
+            image = image.astype(np.float32)
+        if not pair.masks:
+            return image, None
         num_classes = len(self.classes) if self.task == "multiclass" else 2
         if self.task == "multiclass":
             fmt = self.mask_format
@@ -301,7 +384,10 @@ class FolderDataset(Dataset):
             fmt = "binary" if self.mask_format == "index" else self.mask_format
         masks = []
         for path in pair.masks:
-            target, problems = mask_to_target(read_mask(path), fmt, num_classes, self.colour_map, self.ignore_index)
+            stored = read_mask(path)
+            if self.label_transform is not None and stored.ndim == 2:
+                stored = self.label_transform(stored)
+            target, problems = mask_to_target(stored, fmt, num_classes, self.colour_map, self.ignore_index)
             if problems:  # files changed since the scan
                 raise DataError([f"{path}: {p}" for p in problems])
             masks.append(target)
@@ -320,13 +406,15 @@ class FolderDataset(Dataset):
         if self.transform is not None:
             seed = zlib.crc32(f"{self.seed}/{epoch}/{index}".encode())
             self.transform.set_random_seed(seed)
-            out = self.transform(image=image, mask=mask)
-            image, mask = out["image"], out["mask"]
+            out = self.transform(image=image, mask=mask) if mask is not None else self.transform(image=image)
+            image, mask = out["image"], out.get("mask")
         chw = np.ascontiguousarray(np.moveaxis(np.asarray(image, dtype=np.float32), -1, 0))
         item: Dict[str, Any] = {
             "image": torch.from_numpy(np.ascontiguousarray(self.normalize(chw), dtype=np.float32)),
             "meta": {"path": str(pair.image), "stem": pair.stem, "original_size": original_size},
         }
+        if mask is None:  # images only (masks: null)
+            return item
         mask = np.asarray(mask)
         if self.task == "multiclass":
             item["mask"] = torch.from_numpy(mask.astype(np.int64))

@@ -83,11 +83,16 @@ class PlotCallback(pl.Callback):
             item = dataset[i]
             x = item["image"].unsqueeze(0).to(pl_module.device)
             logits = validation_forward(pl_module.model, x, pl_module.val_roi_size, pl_module.val_overlap)[0]
+            mask = item["mask"]
+            if item["image"].dim() == 4:  # a volume (C, D, H, W): show the middle slice along D
+                mid = item["image"].shape[1] // 2
+                logits, mask = logits[:, mid], mask[..., mid, :, :]
+                raw = np.moveaxis(item["image"][:, mid].cpu().numpy(), 0, -1)
             if task == "multiclass":
                 pred = logits.argmax(0).cpu().numpy()
             else:
                 pred = display_indices((logits.sigmoid() >= pl_module.threshold).long().cpu().numpy())
-            truth = display_indices(item["mask"].cpu().numpy())
+            truth = display_indices(mask.cpu().numpy())
             if truth.shape != raw.shape[:2]:  # an eval transform resized it: show the transformed size
                 raw = np.moveaxis(item["image"].cpu().numpy(), 0, -1)
             images.append(raw)

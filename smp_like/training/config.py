@@ -140,22 +140,54 @@ class ModelConfig(_OpenSection):
 
 
 class Split(_Section):
-    """One data root: an image folder and a mask folder matched by file stem."""
+    """One data root: an image folder and a mask folder (or none: images only).
+
+    ``image_suffix`` may be a list: one file per modality, stacked as channels in list order (volumes). ``pairing``
+    ``stem`` matches files of one folder by stem; ``flemme`` matches the same relative path under both folders
+    (recursive) with the suffix replaced, as Flemme does (``flair/case1_flair.nii.gz`` <-> ``seg/case1_seg.nii.gz``).
+    """
 
     images: str
-    masks: Optional[str] = None
-    image_suffix: str = ""
+    masks: Optional[str] = None  # null/absent: images only (reconstruction, generation, unlabelled test)
+    image_suffix: Union[str, List[str]] = ""
     mask_suffix: str = ""
+    pairing: Literal["stem", "flemme"] = "stem"
+
+    @field_validator("image_suffix")
+    @classmethod
+    def _suffixes(cls, value: Union[str, List[str]]) -> Union[str, List[str]]:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("image_suffix list is empty: give one suffix per modality")
+            if len(set(value)) != len(value):
+                raise ValueError(f"image_suffix lists a modality twice: {value}")
+        return value
 
 
 class NormalizationConfig(_Section):
-    """Input normalisation (see :class:`smp_like.io.Preprocessing`); default: the encoder's statistics."""
+    """Input normalisation (see :class:`smp_like.io.Preprocessing`); default: the encoder's statistics (2D), per
+    channel z-score (3D). ``ct``: clip to the training set's ``percentiles`` (foreground voxels), then z-score with
+    the clipped foreground's mean and std (nnU-Net's CT scheme; volumes only)."""
 
-    normalization: Literal["mean_std", "zscore", "none"] = "mean_std"
+    normalization: Literal["mean_std", "zscore", "ct", "none"] = "mean_std"
     mean: Optional[List[float]] = None
     std: Optional[List[float]] = None
     max_pixel_value: float = Field(255.0, gt=0)
     clip: Optional[Tuple[float, float]] = None
+    percentiles: Tuple[float, float] = (0.5, 99.5)
+
+    @model_validator(mode="after")
+    def _percentiles(self) -> "NormalizationConfig":
+        lo, hi = self.percentiles
+        if not 0.0 <= lo < hi <= 100.0:
+            raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {list(self.percentiles)}")
+        return self
+
+
+class CropNonzero(_Section):
+    """``crop_nonzero``: crop each volume to the bounding box of its nonzero input voxels, plus ``margin``."""
+
+    margin: Union[int, List[int]] = 0
 
 
 class Transform(_OpenSection):
@@ -170,11 +202,14 @@ class AugmentConfig(_Section):
 
 
 class DataConfig(_Section):
-    """``data``: where the images and masks are and how to read them."""
+    """``data``: where the images and masks are and how to read them (2D images or 3D volumes, see docs/volumes.md)."""
 
+    dim: Literal[2, 3] = 2
+    layout: Literal["folder", "nnunet"] = "folder"
+    root: Optional[str] = None
     task: Literal["binary", "multiclass", "multilabel"] = "multiclass"
     classes: List[str] = Field(min_length=1)
-    train: List[Split] = Field(min_length=1)
+    train: List[Split] = Field(default_factory=list)
     val: List[Split] = Field(default_factory=list)
     test: List[Split] = Field(default_factory=list)
     val_fraction: float = Field(0.2, ge=0.0, lt=1.0)
@@ -184,12 +219,23 @@ class DataConfig(_Section):
     normalization: Optional[NormalizationConfig] = None
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     crop_size: Optional[Tuple[int, int]] = None
+    patch_size: Optional[Tuple[int, int, int]] = None
+    patches_per_volume: int = Field(1, ge=1)
+    foreground_oversampling: float = Field(0.33, ge=0.0, le=1.0)
+    crop_nonzero: Optional[CropNonzero] = None
+    label_map: Optional[Dict[int, int]] = None
+    label_offset: Optional[int] = None
+    relabel_consecutive: bool = False
+    mask_threshold: Optional[float] = None
+    invert_intensity: bool = False
+    grayscale: bool = False
+    resize: Optional[List[int]] = None
     batch_size: int = Field(8, ge=1)
     val_batch_size: Optional[int] = Field(None, ge=1)
     num_workers: int = Field(0, ge=0)
     aux_labels: Optional[str] = None
     labels_csv: Optional[str] = None
-    val_roi_size: Optional[Tuple[int, int]] = None
+    val_roi_size: Optional[List[int]] = None
     val_overlap: float = Field(0.25, ge=0.0, lt=1.0)
 
     @field_validator("train", "val", "test", mode="before")
@@ -197,8 +243,70 @@ class DataConfig(_Section):
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, dict) else value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _nnunet_classes(cls, value: Any) -> Any:
+        # nnU-Net layout: the classes come from dataset.json's labels when the config leaves them out.
+        if (isinstance(value, dict) and value.get("layout") == "nnunet" and not value.get("classes")
+                and value.get("root")):
+            from smp_like.datasets.nnunet import read_dataset_json
+
+            try:
+                info = read_dataset_json(value["root"])
+            except (OSError, ValueError) as err:
+                raise ValueError(f"root: {err}") from None
+            value = dict(value, classes=info.classes)
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> "DataConfig":
+        if self.layout == "nnunet":
+            if not self.root:
+                raise ValueError("layout 'nnunet' needs root: the dataset folder (dataset.json, imagesTr/, labelsTr/)")
+            if self.dim != 3:
+                raise ValueError("layout 'nnunet' reads volumes: set dim: 3")
+        elif not self.train:
+            raise ValueError("train: at least one {images: DIR, masks: DIR} root is needed (or layout: nnunet)")
+        if self.dim == 2:
+            for key in ("patch_size", "crop_nonzero"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"{key} is for volumes (dim: 3); 2D images use crop_size")
+            if self.normalization is not None and self.normalization.normalization == "ct":
+                raise ValueError("normalization 'ct' is for volumes (dim: 3); use mean_std with clip for 2D images")
+            if self.resize is not None and len(self.resize) != 2:
+                raise ValueError(f"resize must be [h, w] for dim 2, got {self.resize}")
+            if self.val_roi_size is not None and len(self.val_roi_size) != 2:
+                raise ValueError(f"val_roi_size must be [h, w] for dim 2, got {self.val_roi_size}")
+        else:
+            if self.crop_size is not None:
+                raise ValueError("crop_size is for 2D images; volumes (dim: 3) use patch_size: [d, h, w]")
+            if self.resize is not None and len(self.resize) != 3:
+                raise ValueError(f"resize must be [d, h, w] for dim 3, got {self.resize}")
+            if self.val_roi_size is None and self.patch_size is not None:
+                self.__dict__["val_roi_size"] = list(self.patch_size)  # no re-validation (validate_assignment)
+            if self.val_roi_size is not None and len(self.val_roi_size) != 3:
+                raise ValueError(f"val_roi_size must be [d, h, w] for dim 3, got {self.val_roi_size}")
+            if self.grayscale:
+                raise ValueError("grayscale converts RGB images (dim: 2); volumes have no RGB channels")
+            if self.mask_format == "colour":
+                raise ValueError("mask_format 'colour' is for 2D images; volume masks hold class indices")
+            if self.task == "multilabel":
+                raise ValueError("task 'multilabel' is not supported for volumes (dim: 3); use multiclass or binary")
+            if self.aux_labels is not None:
+                raise ValueError("aux_labels is not supported for volumes (dim: 3)")
+        if self.patch_size is not None and min(self.patch_size) < 1:
+            raise ValueError(f"patch_size must be positive, got {list(self.patch_size)}")
+        if self.resize is not None and min(self.resize) < 1:
+            raise ValueError(f"resize must be positive, got {self.resize}")
+        if self.val_roi_size is not None and min(self.val_roi_size) < 1:
+            raise ValueError(f"val_roi_size must be positive, got {self.val_roi_size}")
+        if self.crop_nonzero is not None and isinstance(self.crop_nonzero.margin, list):
+            if len(self.crop_nonzero.margin) != 3 or min(self.crop_nonzero.margin) < 0:
+                raise ValueError(f"crop_nonzero.margin must be one int or [d, h, w] >= 0, got "
+                                 f"{self.crop_nonzero.margin}")
+        if sum(x is not None for x in (self.label_map, self.label_offset)) + self.relabel_consecutive > 1:
+            raise ValueError("label_map, label_offset and relabel_consecutive are exclusive "
+                             "(Flemme's Relabel does one)")
         if self.mask_format == "colour":
             if not self.colour_map:
                 raise ValueError("mask_format 'colour' needs colour_map: one [r, g, b] per class, in classes order")
@@ -553,7 +661,7 @@ def _semantic_errors(cfg: TrainConfig) -> List[str]:
                               f"({expected} names); leave it out to have it filled")
     errors += _trainer_errors(cfg.trainer)
     if cfg.data.augment.train or cfg.data.augment.eval:
-        errors += _transform_errors(cfg.data.augment)
+        errors += _transform_errors(cfg.data.augment, cfg.data.dim)
     if cfg.data.aux_labels is not None and not (model.kwargs.get("aux_params") or model.from_pretrained):
         errors.append("data.aux_labels: the model has no classification head; add model.aux_params: {dropout: 0.2}")
     errors += _metric_name_errors(cfg, task)
@@ -729,17 +837,23 @@ def _trainer_errors(trainer: TrainerConfig) -> List[str]:
                                                                   if k not in reserved})
 
 
-def _transform_errors(augment: AugmentConfig) -> List[str]:
+def _transform_errors(augment: AugmentConfig, dim: int = 2) -> List[str]:
     try:
         import albumentations as A
     except ImportError:  # pragma: no cover - depends on the environment
         return ["data.augment: albumentations is not installed; `pip install smp_like[train]`"]
     names = sorted(n for n in dir(A) if inspect.isclass(getattr(A, n)) and
                    issubclass(getattr(A, n), A.BasicTransform))
+    from smp_like.datasets.transforms3d import TRANSFORMS_3D
+
     errors: List[str] = []
     for split in ("train", "eval"):
         for i, t in enumerate(getattr(augment, split)):
-            if t.name not in names:
+            if t.name in TRANSFORMS_3D:  # smp_like's own volume transforms (data.dim 3)
+                if dim != 3:
+                    errors.append(f"data.augment.{split}.{i}.name: {t.name} transforms volumes; set data.dim: 3")
+                errors += _check_kwargs(f"data.augment.{split}.{i}", TRANSFORMS_3D[t.name], t.kwargs)
+            elif t.name not in names:
                 errors.append(f"data.augment.{split}.{i}.name: unknown albumentations transform {t.name!r}"
                               f"{_suggest(t.name, names)}")
             else:
@@ -845,11 +959,39 @@ def parse_config(values: Dict[str, Any], source: Optional[str] = None, check_nam
         cfg = TrainConfig.model_validate(values)
     except ValidationError as err:
         raise ConfigError(_pydantic_errors(err, values), source) from None
+    _fill_model_from_data(cfg)
     if check_names:
         errors = _semantic_errors(cfg)
         if errors:
             raise ConfigError(errors, source)
     return cfg
+
+
+def _fill_model_from_data(cfg: TrainConfig) -> None:
+    """Model keys that follow from the data when the config leaves them out: ``spatial_dims`` from ``data.dim``, and
+    ``in_channels`` from the modalities (volumes: the ``image_suffix`` list or nnU-Net's channels, else 1) or
+    ``grayscale`` (1)."""
+    d, model = cfg.data, cfg.model
+    if model.from_pretrained:
+        return
+    extra = model.__pydantic_extra__ if model.__pydantic_extra__ is not None else {}
+    if d.dim == 3 and "spatial_dims" not in extra:
+        extra["spatial_dims"] = 3
+    if "in_channels" in model.model_fields_set:
+        return
+    if d.grayscale:
+        model.in_channels = 1
+    elif d.dim == 3:
+        if d.layout == "nnunet" and d.root:
+            from smp_like.datasets.nnunet import read_dataset_json
+
+            try:
+                model.in_channels = len(read_dataset_json(d.root).channel_names)
+            except (OSError, ValueError):
+                pass  # reported by the data module with the file name
+        else:
+            suffix = d.train[0].image_suffix if d.train else ""
+            model.in_channels = len(suffix) if isinstance(suffix, list) else 1
 
 
 def load_config(path: Union[str, Path], overrides: Sequence[str] = ()) -> TrainConfig:
@@ -920,8 +1062,10 @@ def _resolve_paths(values: Dict[str, Any], base: Path) -> None:
             for root in [roots] if isinstance(roots, dict) else roots or []:
                 if isinstance(root, dict):
                     for key in ("images", "masks"):
-                        if key in root:
+                        if isinstance(root.get(key), str):
                             root[key] = fix(root[key])
+        if isinstance(data.get("root"), str):
+            data["root"] = fix(data["root"])
         if isinstance(data.get("aux_labels"), str) and data["aux_labels"].endswith(".csv"):
             data["aux_labels"] = fix(data["aux_labels"])
         if isinstance(data.get("labels_csv"), str):

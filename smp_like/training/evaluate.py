@@ -3,12 +3,14 @@
 Writes into ``<run folder>/test/`` (or ``out_dir``): ``per_image.csv`` (one row per image and class: IoU, Dice,
 precision, recall, HD95), ``per_class.csv`` and ``metrics.json`` (counts summed over the split, then scored, as in
 validation; HD95 averaged over the images where it is defined), and ``masks/<stem>.png``: class-index palette PNGs
-(binary / multilabel: ``max_c (c + 1) * mask_c``).
+(binary / multilabel: ``max_c (c + 1) * mask_c``); volumes (``data.dim: 3``): ``masks/<stem>.nii.gz`` with the
+input's affine and header.
 """
 
 import csv
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
 
@@ -68,6 +70,21 @@ def load_trained_model(cfg: TrainConfig, checkpoint: Optional[str] = None) -> to
     return model
 
 
+def _write_volume_mask(dataset: Any, meta: Dict[str, Any], pred: np.ndarray, task: str, path: Path) -> Path:
+    """A predicted volume mask as NIfTI on the input's voxel grid (nonzero crop and resize undone), with the input's
+    affine and header, so it overlays the image in any viewer. Multiclass: class indices; binary: 0/1."""
+    from smp_like.io.volumes import is_volume_path, write_volume
+
+    labels = pred if task == "multiclass" else pred[0]  # binary predictions are (1, D, H, W)
+    labels = dataset.restore(labels.astype(np.uint8 if labels.max(initial=0) < 256 else np.int16), meta)
+    header = None
+    if is_volume_path(meta["path"]):
+        import nibabel as nib
+
+        header = nib.load(meta["path"]).header  # header only: the voxels are not read again
+    return write_volume(path, labels, affine=meta["affine"], header=header)
+
+
 def _nan_none(x: float) -> Optional[float]:
     return None if x is None or not math.isfinite(float(x)) else float(x)
 
@@ -119,6 +136,11 @@ def evaluate(cfg: TrainConfig, checkpoint: Optional[str] = None, split: str = "t
         item = dataset[i]
         x = item["image"].unsqueeze(0).to(device)
         logits = validation_forward(model, x, d.val_roi_size, d.val_overlap).float().cpu()
+        if "mask" not in item and getattr(d, "dim", 2) == 3:  # unlabelled volumes (nnU-Net imagesTs): masks only
+            pred = ConfusionCounts.predictions(logits, d.task)
+            _write_volume_mask(dataset, item["meta"], pred[0].numpy(), d.task,
+                               out / "masks" / f"{item['meta']['stem']}.nii.gz")
+            continue
         target = item["mask"].unsqueeze(0)
         counts.update(logits, target)
         tp, fp, fn, tn = counts.stats(logits, target)
@@ -137,9 +159,15 @@ def evaluate(cfg: TrainConfig, checkpoint: Optional[str] = None, split: str = "t
             if row["hd95"] is not None:
                 hd_sum[name].append(row["hd95"])
             rows.append(row)
+        if getattr(d, "dim", 2) == 3:
+            _write_volume_mask(dataset, item["meta"], pred[0].numpy(), d.task, out / "masks" / f"{stem}.nii.gz")
+            continue
         picture = pred[0].numpy() if d.task == "multiclass" else display_indices(pred[0].numpy())
         write_index_png(out / "masks" / f"{stem}.png", picture.astype(np.uint8), palette)
-    totals = counts.compute()
+    with warnings.catch_warnings():
+        # unlabelled volumes only: nothing was counted, every score is reported as null
+        warnings.filterwarnings("ignore", message=".*compute.*before the ``update``")
+        totals = counts.compute()
     scores = scores_from_counts(totals["tp"], totals["fp"], totals["fn"], totals["tn"], _SCORES, classes, include)
     per_class = [{"class": name, **{k: _nan_none(scores[f"{k}/{name}"]) for k in _SCORES},
                   "hd95": _nan_none(float(np.mean(hd_sum[name]))) if hd_sum[name] else None} for name in classes]
