@@ -689,8 +689,11 @@ def _loader(sec: _Section, role: str, source: Optional[str], base: Path) -> _Loa
     if not roots:
         raise _error([f"{dsec.key('data_path')}: the {role} loader names no data folder (dataset.data_path or "
                       f"{sec.key('data_path_list')})"], source)
-    cls_label = dsec.get("cls_label") if kind == "cls" or name == "ImgSegWithClassLabelDataset" else None
-    if kind != "cls" and name != "ImgSegWithClassLabelDataset":
+    cls_label = dsec.get("cls_label") if kind == "cls" else None
+    if name == "ImgSegWithClassLabelDataset":
+        dsec.ignore("cls_label", "the per-image class labels are not used: the run segments (files are found in "
+                                 "the class folders)")
+    elif kind != "cls":
         dsec.ignore("cls_label", "only class-label datasets read it")
     for r, root in enumerate(roots):
         root = _abs(base, root)
@@ -769,11 +772,13 @@ def _loader(sec: _Section, role: str, source: Optional[str], base: Path) -> _Loa
                          False)
     else:
         sec.ignore("target_transforms", f"{name} has no target images")
-    cls_items = _as_list(sec.get("class_label_transforms"))
-    for i, item in enumerate(cls_items):
-        entry = _named(item)
-        if entry.get("name") == "ToOneHot" and entry.get("num_classes") is not None:
-            out.one_hot_classes = int(entry["num_classes"])
+    if kind == "cls":
+        for item in _as_list(sec.get("class_label_transforms")):
+            entry = _named(item)
+            if entry.get("name") == "ToOneHot" and entry.get("num_classes") is not None:
+                out.one_hot_classes = int(entry["num_classes"])
+    else:
+        sec.ignore("class_label_transforms", f"{name} yields no class labels used here")
     for key in ("shuffle", "drop_last", "pin_memory", "mode"):
         sec.ignore(key)
     sec.finish()
