@@ -15,7 +15,6 @@ import copy
 import csv
 import difflib
 import inspect
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -788,10 +787,6 @@ def _loader(sec: _Section, role: str, source: Optional[str], base: Path) -> _Loa
 # ------------------------------------------------------------------------------------------------ model
 
 
-def _loss_section(terms: List[Dict[str, Any]]) -> Dict[str, Any]:
-    return {"terms": terms}
-
-
 def _condition(csec: _Section, model: Dict[str, Any], report: TranslationReport, source: Optional[str],
                supervised: bool, dim: int) -> None:
     """``condition_embedding``: class labels (OneHot), an image (Identity: concatenated; any encoder: encoded)."""
@@ -992,14 +987,8 @@ def translate(values: Dict[str, Any], source: Optional[str] = None, base: Option
         raise _error(["model.template_path: give the model section itself (templates are not read)"], source)
 
     # ---- data first: the dimension and dataset kind decide parts of the model
-    train_key = "loader"
     loaders: Dict[str, _Loader] = {}
     lsec = top.sub("loader", N.LOADER_KEYS) if top.has("loader") else None
-    probe_dim = 2
-    for key in ("loader", "val_loader", "test_loader"):
-        if isinstance(values.get(key), dict) and isinstance(values[key].get("dataset"), dict):
-            probe_dim = int(values[key]["dataset"].get("dim", 2))
-            break
     if lsec is not None:
         loaders["train" if mode == "train" else "test"] = _loader(lsec, "train" if mode == "train" else "test",
                                                                   source, base)
@@ -1013,7 +1002,7 @@ def translate(values: Dict[str, Any], source: Optional[str] = None, base: Option
     if not loaders:
         raise _error([f"loader: a Flemme {mode} config needs a loader section"], source)
     main_loader = loaders.get("train") or loaders.get("test") or loaders["val"]
-    dim = main_loader.dim if main_loader else probe_dim
+    dim = main_loader.dim
     for role, other in loaders.items():
         if other is main_loader:
             continue
@@ -1169,9 +1158,6 @@ def translate(values: Dict[str, Any], source: Optional[str] = None, base: Option
             data["labels_csv"] = _labels_csv(main_loader, top, base, source)
         else:
             raise _error(["loader.dataset.cls_label: a ClM run needs {class folder: label} (ImgClsDataset)"], source)
-    if run_kind in ("reconstruction", "generation") and dim == 3:
-        pass
-
     # ---- losses, metrics, optimizer, scheduler, trainer
     native: Dict[str, Any] = {"model": model, "data": data}
     if run_kind in ("generation",) or model.get("arch") in ("SDPM", "SDIM"):
