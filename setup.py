@@ -17,7 +17,7 @@ setup(
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.7",
-        "timm>=0.9",
+        "timm>=1.0.26",  # 1.0.26: every torch.load in timm defaults to weights_only=True
         "huggingface_hub>=0.24",
         "safetensors>=0.4",
         "numpy",

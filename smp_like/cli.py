@@ -53,8 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    from smp_like.base.hub import DOWNLOAD_EXIT_CODE, HubDownloadError
+
     try:
         return int(args.handler(args) or 0)
+    except HubDownloadError as err:  # the network or the Hub, not the command line: a different exit code
+        print(f"smp-like {args.command}: download failed: {err}", file=sys.stderr)
+        return DOWNLOAD_EXIT_CODE
     except (ValueError, OSError) as err:
         print(f"smp-like {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -1,10 +1,14 @@
 """Argument checks shared by constructors: one wording for the same mistake everywhere."""
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+import contextlib
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
 __all__ = [
+    "MAX_ARGUMENT_INT",
     "MAX_CHANNELS",
+    "argument_named",
+    "check_argument_values",
     "check_choice",
     "check_image_batch",
     "check_per_axis",
@@ -17,6 +21,71 @@ __all__ = [
 
 # A sanity bound on channel counts: far above any real network, far below sizes that overflow an allocation.
 MAX_CHANNELS = 1 << 16
+
+# No constructor argument of any model is a count or size this large; beyond it torch overflows (2**63) or loops
+# for ever (2**40 stacks), so such a value is refused before the constructor runs.
+MAX_ARGUMENT_INT = (1 << 31) - 1
+
+
+@contextlib.contextmanager
+def argument_named(argument: str, inner: str) -> Iterator[None]:
+    """Within this block, a ValueError/TypeError about `inner` (the name a shared builder uses) is re-raised
+    about `argument` (the name the user passed), e.g. MeshNet's ``layer_activation`` checked as ``activation``.
+
+    Raises:
+        ValueError, TypeError: the same error, naming ``argument``.
+    """
+    try:
+        yield
+    except (ValueError, TypeError) as err:
+        message = str(err)
+        if f"`{inner}`" not in message or f"`{argument}`" in message:
+            raise
+        renamed = message.replace(f"`{inner}`", f"`{argument}`", 1)
+        try:
+            replacement = type(err)(renamed)
+        except Exception:  # an error class with another constructor: keep the base type
+            replacement = (ValueError if isinstance(err, ValueError) else TypeError)(renamed)
+        raise replacement from err
+
+
+def check_argument_values(arguments: Dict[str, Any], owner: str = "") -> None:
+    """Refuse values that are nonsense for any constructor argument, at any depth of lists and dicts:
+    NaN, +-infinity and integers beyond :data:`MAX_ARGUMENT_INT` in absolute value.
+
+    Run by every saveable class before its constructor (``smp_like.base.hub``), so each constructor only checks
+    what is specific to it.
+
+    Args:
+        arguments: argument name -> value.
+        owner: the class name, for the message.
+
+    Raises:
+        ValueError: naming the argument (with its path inside lists/dicts), the value and the valid range.
+    """
+    where = f"{owner}: " if owner else ""
+
+    def visit(name: str, value: Any, depth: int) -> None:
+        if isinstance(value, bool) or depth > 8:
+            return
+        if isinstance(value, int):
+            if abs(value) > MAX_ARGUMENT_INT:
+                raise ValueError(
+                    f"{where}`{name}`={value!r} is out of range: no argument may exceed {MAX_ARGUMENT_INT} in "
+                    "absolute value"
+                )
+        elif isinstance(value, float):
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError(f"{where}`{name}` must be a finite number, got {value!r}")
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                visit(f"{name}[{i}]", item, depth + 1)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                visit(f"{name}.{key}", item, depth + 1)
+
+    for name, value in arguments.items():
+        visit(name, value, 0)
 
 
 def check_positive_int(name: str, value: Any, allow_none: bool = False, maximum: Optional[int] = None) -> Any:

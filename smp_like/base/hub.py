@@ -16,12 +16,15 @@ from typing import Any, Callable, Dict, Optional, Tuple, Type, Union
 
 import torch
 
-from smp_like.base.files import atomic_output
+from smp_like.base.checks import check_argument_values
+from smp_like.base.files import _fsync, atomic_output
 from smp_like.base.registry import get_model_class, register_model
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
+# sha256 and size of the weights, written last into each saved folder and checked on load.
+MANIFEST_NAME = "manifest.json"
 CLASS_KEY = "_model_class"
 
 
@@ -89,6 +92,146 @@ def _atomic_write(path: Path, write: Any) -> None:
         write(str(tmp))
 
 
+class HubDownloadError(OSError):
+    """A file could not be fetched from the Hugging Face Hub (unreachable endpoint, offline mode with an empty
+    cache, unknown repository, revision or file). The message names the repository, revision, file and remedies;
+    ``smp-like`` exits with :data:`DOWNLOAD_EXIT_CODE` for it."""
+
+
+DOWNLOAD_EXIT_CODE = 3
+
+
+def _offline() -> bool:
+    try:
+        from huggingface_hub import constants
+
+        if hasattr(constants, "is_offline_mode"):
+            return bool(constants.is_offline_mode())
+        return bool(constants.HF_HUB_OFFLINE)
+    except Exception:  # pragma: no cover - any huggingface_hub version exposes one of them
+        return os.environ.get("HF_HUB_OFFLINE", "0").upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _endpoint() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.ENDPOINT)
+
+
+def _looks_like_path(source: str) -> bool:
+    # A Hub repo id is "name" or "owner/name"; anything else that names a path cannot be one.
+    return (
+        source.startswith((".", "/", "~", "\\"))
+        or source.count("/") > 1
+        or "\\" in source
+        or (len(source) > 1 and source[1] == ":")
+    )
+
+
+def hub_remedies(extra: str = "") -> str:
+    """The remedies every Hub error message ends with (``extra`` first, e.g. ``encoder_weights=None``)."""
+    return (
+        "Remedies: " + (extra + "; " if extra else "")
+        + "check the repository id and revision; on a machine without access, fetch the files where the Hub is "
+        "reachable (the Hub cache under HF_HOME can be copied) and set HF_HUB_OFFLINE=1; point HF_ENDPOINT at a "
+        "reachable mirror; or pass a local folder written by save_pretrained."
+    )
+
+
+def fetch_file(
+    repo_id: str,
+    filename: str,
+    *,
+    revision: Optional[str] = None,
+    cache_dir: Optional[str] = None,
+    force_download: bool = False,
+    token: Optional[Union[str, bool]] = None,
+    local_files_only: bool = False,
+    what: str = "",
+    remedies: str = "",
+    optional: bool = False,
+) -> Optional[Path]:
+    """The one way smp_like fetches a file from the Hugging Face Hub (model folders, encoder weights, timm weights).
+
+    It fails fast: one metadata request (no retries) tells whether the endpoint answers; when it refuses the
+    connection or times out, the cached copy is used if there is one, else :class:`HubDownloadError` is raised at
+    once (``hf_hub_download`` alone retries a refused connection 6 more times with waits of up to 8 s). When the
+    endpoint answers, ``hf_hub_download`` does the download, so the Hub cache, ``HF_HOME``, ``HF_ENDPOINT`` and
+    ``HF_HUB_OFFLINE`` behave as usual.
+
+    Args:
+        repo_id: the Hub repository.
+        filename: the file in it.
+        revision, cache_dir, force_download, token, local_files_only: as for ``hf_hub_download``.
+        what: what the file is, for the message (e.g. "weights 'imagenet' of encoder 'resnet34'").
+        remedies: a first remedy specific to the caller (e.g. "pass encoder_weights=None").
+        optional: return None instead of raising when the repository has no such file.
+
+    Returns:
+        The local path of the file (None for a missing ``optional`` file).
+
+    Raises:
+        HubDownloadError: naming the repository, revision, file, endpoint, cause and remedies.
+    """
+    import huggingface_hub as hf
+
+    from huggingface_hub.utils import HfHubHTTPError
+
+    def failure(cause: str, err: Optional[BaseException] = None) -> HubDownloadError:
+        about = f" ({what})" if what else ""
+        return HubDownloadError(
+            f"Could not fetch '{filename}'{about} from the Hugging Face Hub repository '{repo_id}' (revision "
+            f"{revision or 'main'}, endpoint {_endpoint()}): {cause}\n" + hub_remedies(remedies)
+        )
+
+    def missing_entry(err: BaseException) -> bool:
+        return type(err).__name__ in ("EntryNotFoundError", "RemoteEntryNotFoundError")
+
+    def cached() -> Optional[Path]:
+        try:
+            return Path(hf.hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir, token=token,
+                                           local_files_only=True))
+        except Exception:
+            return None
+
+    try:
+        from huggingface_hub.utils import validate_repo_id
+
+        validate_repo_id(repo_id)
+    except Exception as err:
+        raise HubDownloadError(
+            f"'{repo_id}' is neither an existing local folder nor a valid Hub repository id ('name' or "
+            f"'owner/name'): {err}"
+        ) from err
+    if local_files_only or _offline():
+        path = cached()
+        if path is None:
+            mode = "local_files_only=True" if local_files_only else "offline mode (HF_HUB_OFFLINE) is on"
+            if optional:
+                return None
+            raise failure(f"{mode} and the file is not in the Hub cache ({cache_dir or 'HF_HOME'}).")
+        return path
+    try:
+        # One HEAD request, no retries: a refused connection is known at once.
+        hf.get_hf_file_metadata(hf.hf_hub_url(repo_id, filename, revision=revision), token=token)
+    except HfHubHTTPError as err:
+        if optional and missing_entry(err):
+            return None
+        raise failure(f"{type(err).__name__}: {err}") from err
+    except Exception as err:  # connection refused, DNS failure, timeout, offline mode: the endpoint did not answer
+        path = cached()
+        if path is not None:
+            return path
+        raise failure(f"the endpoint did not answer ({type(err).__name__}: {err}) and the file is not cached.") from err
+    try:
+        return Path(hf.hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache_dir,
+                                       force_download=force_download, token=token))
+    except Exception as err:
+        if optional and missing_entry(err):
+            return None
+        raise failure(f"{type(err).__name__}: {err}") from err
+
+
 def _resolve_file(
     source: Union[str, Path],
     filename: str,
@@ -97,26 +240,40 @@ def _resolve_file(
     force_download: bool,
     token: Optional[Union[str, bool]],
     local_files_only: bool,
-) -> Path:
-    folder = Path(source)
+    optional: bool = False,
+) -> Optional[Path]:
+    folder = Path(source).expanduser()
     if folder.is_dir():
+        _recover_interrupted_save(folder)
         path = folder / filename
         if not path.is_file():
+            if optional:
+                return None
             raise FileNotFoundError(f"{path} does not exist: is {folder} a folder written by save_pretrained?")
         return path
-    from huggingface_hub import hf_hub_download
-
-    return Path(
-        hf_hub_download(
-            str(source),
-            filename,
-            revision=revision,
-            cache_dir=cache_dir,
-            force_download=force_download,
-            token=token,
-            local_files_only=local_files_only,
+    if isinstance(source, Path) or _looks_like_path(str(source)) or folder.exists():
+        if _recover_interrupted_save(folder):
+            return _resolve_file(source, filename, revision, cache_dir, force_download, token, local_files_only,
+                                 optional)
+        raise FileNotFoundError(
+            f"folder not found: {folder} (a local model folder written by save_pretrained was expected; "
+            f"{'it is a file' if folder.exists() else 'nothing exists at that path'})"
         )
+    if _recover_interrupted_save(folder):
+        return _resolve_file(source, filename, revision, cache_dir, force_download, token, local_files_only, optional)
+    return fetch_file(
+        str(source), filename, revision=revision, cache_dir=cache_dir, force_download=force_download, token=token,
+        local_files_only=local_files_only, what=f"no local folder '{source}' exists, so it is read as a Hub repository",
+        optional=optional,
     )
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid UTF-8 JSON ({type(err).__name__}: {err})") from err
 
 
 def load_config(
@@ -127,13 +284,356 @@ def load_config(
     token: Optional[Union[str, bool]] = None,
     local_files_only: bool = False,
 ) -> Dict[str, Any]:
-    """Read ``config.json`` from a folder or a Hub repository."""
+    """Read ``config.json`` from a folder or a Hub repository.
+
+    Raises:
+        FileNotFoundError: for a path-like ``source`` that is not a folder ("folder not found").
+        HubDownloadError: when the Hub cannot serve the file (names repository, revision and remedies).
+        ValueError: for a file that is not valid JSON or not a model config (naming the file).
+    """
     path = _resolve_file(source, CONFIG_NAME, revision, cache_dir, force_download, token, local_files_only)
-    with open(path, encoding="utf-8") as handle:
-        config = json.load(handle)
+    assert path is not None
+    config = _read_json(path)
     if not isinstance(config, dict) or CLASS_KEY not in config:
         raise ValueError(f"{path} is not a smp_like / SMP model config: it has no {CLASS_KEY!r} entry")
     return config
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# config.json is untrusted input: which keys it may hold.
+
+# Keys that would make a builder read or download files, or steer where it looks (timm's create_model honours
+# all of these): refused anywhere in a loaded config, at any depth.
+STEERING_KEYS = frozenset({
+    "checkpoint_path", "pretrained_cfg", "pretrained_cfg_overlay", "pretrained_strict", "cache_dir",
+    "pretrained", "file", "url", "hf_hub_id", "hf_hub_filename", "state_dict", "local_dir", "weights_path",
+    "checkpoint", "model_path", "path",
+})
+
+# Extra keyword arguments a saved config may pass to a ``tu-`` (timm) encoder: regularisation and geometry only.
+# Native encoders check their own keyword arguments (``get_encoder`` refuses unknown ones).
+TIMM_ENCODER_KWARGS = frozenset({
+    "output_stride", "drop_rate", "drop_path_rate", "drop_block_rate", "proj_drop_rate", "attn_drop_rate",
+    "img_size", "patch_size", "window_size",
+})
+
+# Older SMP spellings that model constructors still accept through ``**kwargs`` (and translate), so configs saved by
+# older SMP versions keep loading.
+LEGACY_MODEL_KWARGS = frozenset({"decoder_use_batchnorm", "psp_use_batchnorm"})
+
+
+def _init_chain(klass: type) -> Tuple[set, bool]:
+    """Named constructor arguments of ``klass`` and of the parents its ``__init__`` forwards to, and whether the
+    last constructor of the chain still forwards ``**kwargs`` elsewhere (to an architecture or an encoder)."""
+    chain = [k for k in klass.__mro__ if "__init__" in k.__dict__ and k is not HubMixin and issubclass(k, HubMixin)]
+    names: set = set()
+    for level in chain:
+        params = list(inspect.signature(level.__dict__["__init__"]).parameters.values())[1:]
+        names.update(p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL))
+        if not any(p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL) for p in params):
+            return names, False
+    return names, True
+
+
+def _refuse_steering_keys(value: Any, where: str) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if str(key) in STEERING_KEYS:
+                raise ValueError(
+                    f"{where}: key `{key}` is refused: it would make the model builder read, download or look for "
+                    "files. A saved model's config.json holds constructor arguments only; load weights with "
+                    "from_pretrained (folder or Hub repository) instead."
+                )
+            _refuse_steering_keys(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _refuse_steering_keys(item, f"{where}[{i}]")
+
+
+def check_loaded_config(model_class: type, config: Dict[str, Any], where: str = "config.json") -> None:
+    """Refuse a loaded config that names anything but ``model_class``'s documented constructor arguments.
+
+    Accepted keys: the named arguments of the class's constructor chain, settings restored after the build
+    (``_settings_after_build``), and, where the constructor forwards ``**kwargs``: the arguments of the
+    architecture it builds (DDPM's ``architecture``), or encoder keyword arguments: those of a native encoder
+    (checked by ``get_encoder``) or, for ``tu-`` encoders, :data:`TIMM_ENCODER_KWARGS`. Keys in
+    :data:`STEERING_KEYS` are refused at any depth. Nothing touches the file system.
+
+    Raises:
+        ValueError: naming the key, the file and the accepted keys.
+    """
+    _refuse_steering_keys(config, where)
+    accepted, forwards = _init_chain(model_class)
+    accepted |= set(getattr(model_class, "_settings_after_build", ()))
+    open_ended = False
+    if forwards:
+        if "architecture" in accepted:
+            defaults = {
+                name: p.default for klass in reversed(model_class.__mro__) if "__init__" in klass.__dict__
+                for name, p in inspect.signature(klass.__dict__["__init__"]).parameters.items()
+            }
+            architecture = config.get("architecture", defaults.get("architecture"))
+            try:
+                inner = get_model_class(str(architecture))
+            except Exception as err:
+                raise ValueError(f"{where}: unknown `architecture`={architecture!r}: {err}") from err
+            inner_accepted, inner_forwards = _init_chain(inner)
+            accepted |= inner_accepted | set(getattr(inner, "_settings_after_build", ()))
+            forwards = inner_forwards
+        if forwards:
+            if str(config.get("encoder_name", "")).startswith("tu-"):
+                accepted |= TIMM_ENCODER_KWARGS | LEGACY_MODEL_KWARGS
+            else:
+                open_ended = True  # get_encoder checks a native encoder's keyword arguments by name
+    if open_ended:
+        return
+    unknown = sorted(k for k in config if k not in accepted)
+    if unknown:
+        raise ValueError(
+            f"{where}: {model_class.__name__} takes no argument(s) {unknown}; accepted: {sorted(accepted)}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sizes and checksums: checked from the weights file's header before anything is allocated.
+
+
+def _weights_header(path: Path) -> Dict[str, Tuple[int, ...]]:
+    """Tensor name -> shape from a safetensors file's header, without reading the tensors.
+
+    Raises:
+        ValueError: naming the file when it is not a readable safetensors file.
+    """
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    except Exception as err:  # SafetensorError, OSError, a header that is not JSON, ...
+        raise ValueError(f"{path} is not a readable safetensors file ({type(err).__name__}: {err})") from err
+
+
+def _numel(shape: Tuple[int, ...]) -> int:
+    count = 1
+    for size in shape:
+        count *= int(size)
+    return count
+
+
+def _build_on_meta(model_class: type, config: Dict[str, Any]) -> Any:
+    # The meta device records shapes only: a model of any size costs no memory to build there.
+    with torch.device("meta"):
+        return model_class(**config)
+
+
+def _check_sizes_before_allocating(
+    model_class: type, config: Dict[str, Any], header: Dict[str, Tuple[int, ...]], weights: Path, strict: bool
+) -> None:
+    """Compare the model that ``config`` describes (built on the meta device) with the weights file's header.
+
+    A strict load fails anyway when the two differ; it is refused here when the model would exceed the weights by
+    more than 2**20 elements (below that, torch's own "size mismatch" error names every tensor after a cheap
+    build). A non-strict load (SMP's way to change ``classes``) may build a model of up to 4 times the saved
+    weights plus 2**26 elements.
+
+    Raises:
+        ValueError: naming the file, both sizes and the first differences, before any real allocation.
+    """
+    meta = _build_on_meta(model_class, config)
+    expected = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
+    wanted, saved = sum(map(_numel, expected.values())), sum(map(_numel, header.values()))
+    limit = saved + (1 << 20) if strict else 4 * saved + (1 << 26)
+    if wanted > limit:
+        differing = [f"{k}: {expected[k]} (config) vs {header[k]} (weights)"
+                     for k in expected if k in header and expected[k] != header[k]]
+        missing = sorted(set(expected) - set(header))
+        details = "; ".join(differing[:3] + [f"not in the weights: {missing[:3]}"] * bool(missing))
+        raise ValueError(
+            f"the config describes a {model_class.__name__} with {wanted:,} weights, far more than the {saved:,} "
+            f"in {weights} ({details}); refused before allocating. Was config.json changed, or mixed up with "
+            "another model's weights?"
+        )
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _verify_manifest(manifest_path: Optional[Path], files: Dict[str, Path]) -> None:
+    """Check each file against the sha256 the manifest records (a folder without a manifest is not checked)."""
+    if manifest_path is None:
+        return
+    manifest = _read_json(manifest_path)
+    recorded = manifest.get("files", {}) if isinstance(manifest, dict) else {}
+    if not isinstance(recorded, dict):
+        raise ValueError(f"{manifest_path} is not a smp_like manifest (no 'files' mapping)")
+    for name, path in files.items():
+        entry = recorded.get(name)
+        if not isinstance(entry, dict) or "sha256" not in entry:
+            continue
+        actual = _sha256(path)
+        if actual != entry["sha256"]:
+            raise ValueError(
+                f"{path} is corrupted or was replaced: its sha256 is {actual}, but {manifest_path} records "
+                f"{entry['sha256']} for {name}. Save or download the model again."
+            )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Saving a folder as a whole: write a sibling folder, then swap it with the old one in one step.
+
+
+def _save_step(name: str) -> None:
+    """Marks each step of save_pretrained's write sequence (a hook for tests that kill a save at every step)."""
+
+
+_fsync_dir = _fsync
+
+
+def _exchange(a: Path, b: Path) -> None:
+    """Atomically swap two folders (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    Raises:
+        OSError: where the system or file system cannot (the caller then uses two renames).
+    """
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        raise OSError("renameat2 is Linux only")
+    libc = ctypes.CDLL(None, use_errno=True)
+    if not hasattr(libc, "renameat2"):
+        raise OSError("this C library has no renameat2")
+    at_fdcwd, rename_exchange = -100, 2
+    if libc.renameat2(at_fdcwd, os.fsencode(str(a)), at_fdcwd, os.fsencode(str(b)), rename_exchange) != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _leftovers(folder: Path, kind: str) -> list:
+    """Sibling folders ``.<name>.<kind>-<pid>-<token>`` that save_pretrained made for ``folder``."""
+    found = []
+    if folder.parent.is_dir():
+        prefix = f".{folder.name}.{kind}-"
+        for entry in folder.parent.iterdir():
+            if entry.name.startswith(prefix):
+                pid = entry.name[len(prefix):].split("-")[0]
+                found.append((int(pid) if pid.isdigit() else -1, entry))
+    return found
+
+
+def _recover_interrupted_save(folder: Path) -> bool:
+    """Undo what a killed save left behind; return whether ``folder`` was restored.
+
+    A save killed between the two renames of the fallback swap (systems without ``renameat2``) leaves no
+    ``folder`` but its previous version as ``.<name>.old-*``: it is renamed back. Temporary folders and files of
+    saves whose process is gone are removed.
+    """
+    import shutil
+
+    restored = False
+    if not folder.exists():
+        for pid, old in sorted(_leftovers(folder, "old"), key=lambda e: e[1].stat().st_mtime, reverse=True):
+            if not _pid_alive(pid) and (old / CONFIG_NAME).is_file():
+                try:
+                    os.rename(old, folder)
+                    restored = True
+                    break
+                except OSError:
+                    pass
+    for kind in ("saving", "old"):
+        for pid, entry in _leftovers(folder, kind):
+            if pid != os.getpid() and not _pid_alive(pid):
+                shutil.rmtree(entry, ignore_errors=True)
+    if folder.is_dir():
+        # Temporary files of single-file atomic writes (older versions wrote into the folder itself).
+        for entry in folder.iterdir():
+            stem = entry.name.split(".")[1] if entry.name.startswith(".") and entry.name.count(".") >= 2 else ""
+            if stem in ("model", "config", "README", "manifest") and entry.is_file():
+                entry.unlink()
+    return restored
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    import shutil
+
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _write_folder_atomically(folder: Path, write: Callable[[Path], None], own_files: Tuple[str, ...]) -> None:
+    """Make ``folder`` hold what ``write(tmp)`` writes into a fresh sibling folder, all at once.
+
+    Other files already in ``folder`` (not in ``own_files``) are carried over as hard links (copies where links
+    are impossible). The new folder is synced, then swapped with the old one in one ``renameat2`` exchange; where
+    that is unavailable, two renames are used and a save killed between them is undone by the next load or save
+    (:func:`_recover_interrupted_save`).
+    """
+    import secrets
+    import shutil
+
+    folder = folder.resolve() if folder.exists() else folder.absolute()
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"save_pretrained: {folder} exists and is not a folder")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    _recover_interrupted_save(folder)
+    cwd = Path.cwd().resolve()
+    if folder.exists() and (cwd == folder or folder in cwd.parents):
+        # Swapping the working directory away would leave this process in a deleted folder: write in place
+        # (each file atomically, the manifest last; a save killed midway is then detected by the sha256 check).
+        write(folder)
+        _fsync_dir(folder)
+        return
+    token = f"{os.getpid()}-{secrets.token_hex(4)}"
+    tmp = folder.parent / f".{folder.name}.saving-{token}"
+    tmp.mkdir()
+    try:
+        if folder.is_dir():
+            for entry in folder.iterdir():
+                if entry.name in own_files:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.copytree(entry, tmp / entry.name, symlinks=True, copy_function=_link_or_copy)
+                elif entry.is_symlink():
+                    os.symlink(os.readlink(entry), tmp / entry.name)
+                else:
+                    _link_or_copy(str(entry), str(tmp / entry.name))
+        write(tmp)
+        _fsync_dir(tmp)
+        _save_step("swap")
+        if not folder.exists():
+            os.rename(tmp, folder)
+        else:
+            try:
+                _exchange(tmp, folder)
+            except OSError:
+                old = folder.parent / f".{folder.name}.old-{token}"
+                os.rename(folder, old)
+                _save_step("between-renames")
+                os.rename(tmp, folder)
+                tmp = old
+        _fsync_dir(folder.parent)
+        _save_step("cleanup")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def model_class_for(name: str) -> type:
@@ -173,6 +673,14 @@ def _recording_init(cls: type, init: Callable[..., None]) -> Callable[..., None]
 
     @functools.wraps(init)
     def init_and_record(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            given = dict(list(signature.bind(None, *args, **kwargs).arguments.items())[1:])
+        except TypeError:  # a wrong call: the constructor itself says what is wrong
+            given = {}
+        for name in [n for n in given if signature.parameters[n].kind is inspect.Parameter.VAR_KEYWORD]:
+            given.update(given.pop(name))
+        # NaN, infinity and absurd integers are refused for every argument of every class, before building.
+        check_argument_values(given, cls.__name__)
         init(self, *args, **kwargs)
         own, forwards = _recorded_arguments(signature, args, kwargs)
         if forwards:
@@ -305,6 +813,42 @@ class HubMixin:
         }
         return {CLASS_KEY: type(self).__name__, **dict(sorted(config.items()))}
 
+    def _check_config_matches_weights(self, config: Dict[str, Any]) -> None:
+        """Refuse to save a model whose weights no longer match its recorded arguments (e.g. a head replaced after
+        construction): from_pretrained rebuilds from the config and could not load those weights.
+
+        Raises:
+            ValueError: naming the tensors that differ and what to do.
+        """
+        kwargs = {k: v for k, v in config.items() if k != CLASS_KEY}
+        if "encoder_weights" in inspect.signature(type(self).__init__).parameters or "encoder_name" in kwargs:
+            kwargs["encoder_weights"] = None
+        accepted = inspect.signature(type(self).__init__).parameters
+        for name in getattr(type(self), "_settings_after_build", ()):
+            if name in kwargs and name not in accepted:
+                kwargs.pop(name)
+        try:
+            meta = _build_on_meta(type(self), kwargs)
+        except Exception:  # a class that cannot be built on the meta device is not checked here
+            return
+        expected = {k: tuple(v.shape) for k, v in meta.state_dict().items()}
+        actual = {k: tuple(v.shape) for k, v in self.state_dict().items()}
+        if expected == actual:
+            return
+        differing = [f"{k}: {actual[k]} (model) vs {expected[k]} (rebuilt from config)"
+                     for k in actual if k in expected and actual[k] != expected[k]]
+        added = sorted(set(actual) - set(expected))
+        removed = sorted(set(expected) - set(actual))
+        details = "; ".join(differing[:4] + [f"not in a rebuilt model: {added[:4]}"] * bool(added)
+                            + [f"missing from the model: {removed[:4]}"] * bool(removed))
+        raise ValueError(
+            f"save_pretrained: this {type(self).__name__}'s weights no longer match the constructor arguments it "
+            f"records ({details}); was a module (e.g. the segmentation head) replaced after construction? "
+            "from_pretrained rebuilds the model from config.json and could not load this folder. Build the model "
+            "with the arguments that give the new layers (e.g. classes=...), copy the weights into it and save "
+            "that, or save the state dict yourself with safetensors.torch.save_model."
+        )
+
     def save_pretrained(
         self,
         save_directory: Union[str, Path],
@@ -342,12 +886,26 @@ class HubMixin:
 
         metrics, dataset = _card_arguments(self, config, model_card_kwargs, metrics, dataset)
         config = self.get_config()  # fails before anything is written if the config is not serialisable
+        self._check_config_matches_weights(config)
         folder = Path(save_directory)
-        folder.mkdir(parents=True, exist_ok=True)
-        _atomic_write(folder / WEIGHTS_NAME, lambda tmp: save_model(self, tmp, metadata={"format": "pt"}))
-        _atomic_write(folder / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))
         card = _model_card(type(self).__name__, {k: v for k, v in config.items() if k != CLASS_KEY}, metrics, dataset)
-        _atomic_write(folder / CARD_NAME, lambda tmp: Path(tmp).write_text(card, encoding="utf-8"))
+
+        def write(tmp: Path) -> None:
+            _save_step("weights")
+            _atomic_write(tmp / WEIGHTS_NAME, lambda out: save_model(self, out, metadata={"format": "pt"}))
+            _save_step("config")
+            _atomic_write(tmp / CONFIG_NAME, lambda out: Path(out).write_text(json.dumps(config, indent=2) + "\n"))
+            _save_step("card")
+            _atomic_write(tmp / CARD_NAME, lambda out: Path(out).write_text(card, encoding="utf-8"))
+            _save_step("manifest")
+            manifest = {"format": 1, "files": {
+                name: {"sha256": _sha256(tmp / name), "size": (tmp / name).stat().st_size}
+                for name in (WEIGHTS_NAME,)
+            }}
+            _atomic_write(tmp / MANIFEST_NAME,
+                          lambda out: Path(out).write_text(json.dumps(manifest, indent=2) + "\n"))
+
+        _write_folder_atomically(folder, write, (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME, MANIFEST_NAME))
         if push_to_hub:
             self.push_to_hub(repo_id or folder.name, metrics=metrics, dataset=dataset, **push_kwargs)
         return folder
@@ -421,6 +979,8 @@ class HubMixin:
                     f"use {saved_class.__name__}.from_pretrained or smp_like.from_pretrained"
                 )
         config.update(model_kwargs)
+        # config.json is untrusted: only documented arguments, no key that steers file access (no I/O here).
+        check_loaded_config(saved_class, config, where=f"{pretrained_model_name_or_path}/{CONFIG_NAME}")
         # The saved weights include the encoder: never fetch pretrained encoder weights again.
         config["encoder_weights"] = None
         accepted = inspect.signature(saved_class.__init__).parameters
@@ -429,13 +989,23 @@ class HubMixin:
             for name in getattr(saved_class, "_settings_after_build", ())
             if name in config and name not in accepted
         }
+        weights = _resolve_file(pretrained_model_name_or_path, WEIGHTS_NAME, **hub)
+        assert weights is not None
+        manifest = _resolve_file(pretrained_model_name_or_path, MANIFEST_NAME, **hub, optional=True)
+        _verify_manifest(manifest, {WEIGHTS_NAME: weights})
+        # Sizes are compared on the meta device before the real build: a config asking for 10**9 classes is
+        # refused without allocating anything.
+        _check_sizes_before_allocating(saved_class, config, _weights_header(weights), weights, strict)
         model = saved_class(**config)
         for name, value in after_build.items():
             getattr(model, f"set_{name}")(value)
         from safetensors.torch import load_file
 
-        weights = _resolve_file(pretrained_model_name_or_path, WEIGHTS_NAME, **hub)
-        load_matching_state_dict(model, load_file(str(weights), device="cpu"), strict=strict)
+        try:
+            state_dict = load_file(str(weights), device="cpu")
+        except Exception as err:  # SafetensorError, OSError: name the file
+            raise ValueError(f"{weights} could not be read as safetensors ({type(err).__name__}: {err})") from err
+        load_matching_state_dict(model, state_dict, strict=strict)
         model.eval()
         return model
 

@@ -192,7 +192,8 @@ class SegmentationModel(nn.Module, HubMixin):
 
     def _input_dtype(self, x: torch.Tensor) -> Optional[torch.dtype]:
         """The dtype an input must have: that of the weights, or None (any float) under autocast, which casts."""
-        if isinstance(x, torch.Tensor) and torch.is_autocast_enabled(x.device.type):
+        # The meta device (used to size a model before allocating it) has no autocast.
+        if isinstance(x, torch.Tensor) and x.device.type != "meta" and torch.is_autocast_enabled(x.device.type):
             return None
         parameter = next(self.parameters(), None)
         return None if parameter is None or not parameter.is_floating_point() else parameter.dtype

@@ -85,16 +85,21 @@ def dropout_type(spatial_dims: int) -> Type[nn.Module]:
     return {1: nn.Dropout1d, 2: nn.Dropout2d, 3: nn.Dropout3d}[check_spatial_dims(spatial_dims, (1, 2, 3))]
 
 
-def interpolation_mode(mode: str, spatial_dims: int) -> str:
+def interpolation_mode(mode: str, spatial_dims: int, argument: str = "decoder_interpolation") -> str:
     """Translate a user-facing interpolation mode to the one ``F.interpolate`` needs for ``spatial_dims``.
 
     ``"bilinear"`` becomes ``"trilinear"`` for volumes, so one config serves 2D and 3D models.
 
+    Args:
+        mode: the user-facing mode.
+        spatial_dims: 1, 2 or 3.
+        argument: the argument's name, for the message.
+
     Raises:
         ValueError: for an unknown mode, or a mode that has no version in this dimensionality.
     """
-    if mode not in _INTERPOLATION:
-        raise ValueError(f"interpolation mode must be one of {INTERPOLATION_MODES}, got {mode!r}")
+    if not isinstance(mode, str) or mode not in _INTERPOLATION:  # isinstance first: lists are unhashable
+        raise ValueError(f"`{argument}` (interpolation mode) must be one of {INTERPOLATION_MODES}, got {mode!r}")
     per_dim = _INTERPOLATION[mode]
     if spatial_dims not in per_dim:
         raise ValueError(

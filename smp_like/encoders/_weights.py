@@ -2,7 +2,8 @@
 
 A pretrained setting names one of: a Hugging Face Hub ``repo_id`` (+ pinned ``revision``, optional ``filename``
 and ``sha256``), a ``url`` (cached in torch's hub directory, as ``torch.hub`` does) or a local ``file``. Hub
-downloads go through ``huggingface_hub.hf_hub_download``, so the Hub cache, ``HF_HOME``, ``HF_ENDPOINT`` and
+downloads go through :func:`smp_like.base.hub.fetch_file` (one fast-failing fetch path over ``hf_hub_download``), so
+the Hub cache, ``HF_HOME``, ``HF_ENDPOINT`` and
 ``HF_HUB_OFFLINE`` behave as users expect. Files are read with safetensors; legacy pickled checkpoints only with
 ``torch.load(weights_only=True)``.
 """
@@ -15,19 +16,26 @@ from urllib.parse import urlparse
 
 import torch
 
+from smp_like.base.hub import HubDownloadError, fetch_file, hub_remedies
+
 DEFAULT_FILENAME = "model.safetensors"
 
 
-class WeightsDownloadError(OSError):
+class WeightsDownloadError(HubDownloadError):
     """Pretrained weights could not be fetched (no network, Hub unreachable, offline mode with an empty cache)."""
 
 
-def _remedies(encoder_name: str, tag: str) -> str:
+def weights_remedies(encoder_name: str, tag: str) -> str:
+    """The encoder-specific first remedy of a weights download error."""
     return (
-        "Remedies: pass `encoder_weights=None` to start from random weights, or fetch the weights ahead of time "
-        f"on a machine with access (`smp-like download {encoder_name} --weights {tag}`), which fills the Hub "
-        "cache that is then used offline (HF_HUB_OFFLINE=1 also works)."
+        "pass `encoder_weights=None` to start from random weights, or fetch the weights ahead of time on a machine "
+        f"with access (`smp-like download {encoder_name} --weights {tag}`), which fills the Hub cache that is then "
+        "used offline"
     )
+
+
+def _remedies(encoder_name: str, tag: str) -> str:
+    return hub_remedies(weights_remedies(encoder_name, tag))
 
 
 def _sha256(path: Path) -> str:
@@ -46,18 +54,17 @@ def fetch_weights_file(encoder_name: str, tag: str, settings: Mapping[str, objec
         ValueError: when the settings name no source, or a downloaded file fails its sha256 check.
     """
     if "repo_id" in settings:
-        from huggingface_hub import hf_hub_download
-
         repo_id, revision = str(settings["repo_id"]), settings.get("revision")
         filename = str(settings.get("filename", DEFAULT_FILENAME))
         try:
-            path = Path(hf_hub_download(repo_id, filename=filename, revision=revision))
-        except Exception as err:  # connection, offline-mode and HTTP errors of any huggingface_hub version
-            raise WeightsDownloadError(
-                f"Could not fetch '{filename}' of weights '{tag}' for encoder '{encoder_name}' from the Hugging Face "
-                f"Hub repository '{repo_id}' (revision {revision}): {type(err).__name__}: {err}\n"
-                + _remedies(encoder_name, tag)
-            ) from err
+            fetched = fetch_file(
+                repo_id, filename, revision=None if revision is None else str(revision),
+                what=f"weights '{tag}' of encoder '{encoder_name}'", remedies=weights_remedies(encoder_name, tag),
+            )
+        except OSError as err:
+            raise WeightsDownloadError(str(err)) from err
+        assert fetched is not None
+        path = fetched
     elif "url" in settings:
         url = str(settings["url"])
         path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)

@@ -14,6 +14,7 @@ that timm returns channels-last (NHWC) are permuted to channels-first.
 """
 
 import functools
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -212,6 +213,11 @@ class TimmUniversalEncoder(nn.Module, EncoderMixin):
         )
         if output_stride != 32:
             create_kwargs["output_stride"] = output_stride
+        if pretrained is not None:
+            # Fetched through smp_like's one fetch path (fails fast, names repository and remedies); timm then
+            # reads the local file instead of downloading (with its own retries) itself.
+            create_kwargs["pretrained_cfg_overlay"] = dict(file=str(fetch_timm_weights(resolved, f"tu-{name}")),
+                                                           source=None)
         duplicated = sorted(set(create_kwargs) & set(kwargs))
         if duplicated:
             raise ValueError(f"arguments {duplicated} are set by smp_like; pass them through get_encoder's arguments")
@@ -292,24 +298,46 @@ def timm_preprocessing_params(name: str) -> Dict[str, Any]:
     return {"input_space": "RGB", "input_range": [0, 1], "mean": list(cfg.mean), "std": list(cfg.std)}
 
 
-def download_timm_weights(name: str, weights: str = DEFAULT_WEIGHTS) -> str:
-    """Fill the cache with timm's pretrained weights for ``name`` and return the local file."""
-    from huggingface_hub import hf_hub_download
+def fetch_timm_weights(resolved: str, encoder_name: str) -> Path:
+    """A local file with timm's pretrained weights for ``resolved`` (``name.tag``), fetched if needed.
 
-    from smp_like.encoders._weights import WeightsDownloadError
+    Hub-hosted weights go through :func:`smp_like.base.hub.fetch_file` (``model.safetensors``, else timm's legacy
+    ``pytorch_model.bin``, or the file the config names), URL-hosted ones through the encoder weights' URL path.
 
-    resolved = resolve_timm_name(name, weights)
+    Raises:
+        ValueError: when timm has no pretrained weights for ``resolved``.
+        WeightsDownloadError: when they cannot be fetched (repository, revision and remedies named).
+    """
+    from smp_like.base.hub import fetch_file
+    from smp_like.encoders._weights import WeightsDownloadError, fetch_weights_file, weights_remedies
+
     cfg = _timm().models.get_pretrained_cfg(resolved)
-    if cfg is None:
+    if cfg is None or not (cfg.hf_hub_id or cfg.url):
         raise ValueError(f"timm has no pretrained weights for {resolved!r}")
-    try:
-        if cfg.hf_hub_id:
-            repo_id, _, revision = cfg.hf_hub_id.partition("@")
-            return hf_hub_download(repo_id, cfg.hf_hub_filename or "model.safetensors", revision=revision or None)
-        _timm().create_model(resolved, pretrained=True)  # url weights land in torch's hub cache
-    except Exception as err:
-        raise WeightsDownloadError(
-            f"Could not fetch timm weights for {resolved!r} ({cfg.hf_hub_id or cfg.url}): {err}\n"
-            "Remedies: pass `encoder_weights=None`, or fetch ahead with `smp-like download` where the Hub is reachable."
-        ) from err
-    return str(torch.hub.get_dir())
+    tag = split_tag(resolved)[1] or DEFAULT_WEIGHTS
+    if cfg.hf_hub_id:
+        repo_id, _, revision = cfg.hf_hub_id.partition("@")
+        what = f"timm weights '{resolved}' of encoder '{encoder_name}'"
+        remedy = weights_remedies(encoder_name, tag)
+        try:
+            if cfg.hf_hub_filename:
+                path = fetch_file(repo_id, cfg.hf_hub_filename, revision=revision or None, what=what, remedies=remedy)
+            else:
+                path = fetch_file(repo_id, "model.safetensors", revision=revision or None, what=what,
+                                  remedies=remedy, optional=True) or fetch_file(
+                    repo_id, "pytorch_model.bin", revision=revision or None, what=what, remedies=remedy)
+        except OSError as err:
+            raise WeightsDownloadError(str(err)) from err
+        assert path is not None
+        return path
+    return fetch_weights_file(encoder_name, tag, {"url": cfg.url})
+
+
+def download_timm_weights(name: str, weights: str = DEFAULT_WEIGHTS) -> str:
+    """Fill the cache with timm's pretrained weights for ``name`` and return the local file.
+
+    Raises:
+        ValueError: for an unknown model or tag, or a model without pretrained weights.
+        WeightsDownloadError: when the weights cannot be fetched.
+    """
+    return str(fetch_timm_weights(resolve_timm_name(name, weights), f"tu-{name}"))

@@ -90,11 +90,13 @@ def _load_saved_preprocessing(source: PathLike) -> Optional[Preprocessing]:
     folder = Path(source)
     if folder.is_dir():
         return Preprocessing.load(folder)
-    try:  # a Hub repository: preprocessing.json is optional there too
-        from huggingface_hub import hf_hub_download
+    from smp_like.base.hub import HubDownloadError, fetch_file
 
-        path = hf_hub_download(str(source), PREPROCESSING_NAME)
-    except Exception:  # no such file in the repository, or offline: fall back like a folder without one
+    try:  # a Hub repository: preprocessing.json is optional there too (the one fast-failing fetch path)
+        path = fetch_file(str(source), PREPROCESSING_NAME, what="the saved preprocessing", optional=True)
+    except HubDownloadError:  # offline or unreachable: the model itself loaded, so fall back like a bare folder
+        return None
+    if path is None:
         return None
     return Preprocessing.load(Path(path).parent)
 

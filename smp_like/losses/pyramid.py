@@ -85,7 +85,7 @@ class PyramidLoss(nn.Module):
             )
         if list(target_nc.shape[2:]) == list(size):
             return target
-        mode = nd.interpolation_mode(self.target_resize, spatial_dims)
+        mode = nd.interpolation_mode(self.target_resize, spatial_dims, argument="target_resize")
         as_float = target_nc if target_nc.is_floating_point() else target_nc.float()
         resized = F.interpolate(as_float, size=list(size), mode=mode)
         if not target_nc.is_floating_point():

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 from smp_like.base import nd
+from smp_like.base.checks import argument_named
 from smp_like.base.model import SegmentationModel
 from smp_like.decoders.meshnet.backbone import (
     DilatedStackEncoder,
@@ -91,17 +92,18 @@ class ATrousNet(SegmentationModel):
         nd.check_spatial_dims(spatial_dims)
         check_encoder_arguments("ATrousNet", encoder_name, encoder_weights)
         groups = check_dilation_groups(dilation_groups)
-        encoder = DilatedStackEncoder(
-            in_channels,
-            channels,
-            groups,
-            kernel_size=kernel_size,
-            convs_per_layer=convs_per_layer,
-            norm=norm,
-            activation=layer_activation,
-            dropout=dropout,
-            spatial_dims=spatial_dims,
-        )
+        with argument_named("layer_activation", "activation"):
+            encoder = DilatedStackEncoder(
+                in_channels,
+                channels,
+                groups,
+                kernel_size=kernel_size,
+                convs_per_layer=convs_per_layer,
+                norm=norm,
+                activation=layer_activation,
+                dropout=dropout,
+                spatial_dims=spatial_dims,
+            )
         build_dilated_model(self, encoder, classes, activation, head_kernel_size, aux_params, spatial_dims)
         self.dilation_groups = groups
         self.name = "atrousnet"

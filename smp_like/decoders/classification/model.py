@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from smp_like.base import nd
-from smp_like.base.checks import check_image_batch, check_positive_int
+from smp_like.base.checks import check_image_batch, check_positive_int, check_real
 from smp_like.base.heads import POOLINGS
 from smp_like.base.hub import HubMixin
 from smp_like.base.initialization import initialize_head
@@ -72,8 +72,8 @@ class ClM(nn.Module, HubMixin):
             isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in hidden_channels
         ):
             raise ValueError(f"`hidden_channels` must be a sequence of positive ints, got {hidden_channels!r}")
-        if dropout is not None and (isinstance(dropout, bool) or not 0.0 <= float(dropout) < 1.0):
-            raise ValueError(f"`dropout` must be None or in [0, 1), got {dropout!r}")
+        if dropout is not None:  # a string such as "0.2" is a TypeError, not silently converted
+            dropout = check_real("dropout", dropout, 0.0, 1.0, high_open=True)
 
         self.encoder = get_encoder(
             encoder_name, in_channels=in_channels, depth=encoder_depth, weights=encoder_weights, spatial_dims=spatial_dims

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from smp_like.base import nd
+from smp_like.base.checks import argument_named
 from smp_like.base.heads import SegmentationHead
 from smp_like.base.initialization import initialize_decoder, initialize_head
 from smp_like.base.model import SegmentationModel
@@ -120,9 +121,10 @@ class StackedHourglass(SegmentationModel):
         self.stack_encoders = nn.ModuleList()
         self.stack_decoders = nn.ModuleList()
         for _ in range(num_stacks - 1):
-            encoder = get_encoder(
-                stack_encoder_name, in_channels=width, depth=n_blocks, weights=None, spatial_dims=spatial_dims
-            )
+            with argument_named("stack_encoder_name", "encoder_name"):
+                encoder = get_encoder(
+                    stack_encoder_name, in_channels=width, depth=n_blocks, weights=None, spatial_dims=spatial_dims
+                )
             reached = encoder.reductions[-1]
             if not isinstance(reached, int) or output_stride * reached != max_stride:
                 raise ValueError(

@@ -28,7 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from smp_like.base import nd
-from smp_like.base.checks import check_choice, check_image_batch, check_positive_int, check_real
+from smp_like.base.checks import argument_named, check_choice, check_image_batch, check_positive_int, check_real
 from smp_like.base.hub import HubMixin
 from smp_like.base.registry import classes_with, get_model_class
 from smp_like.generative.diffusion.scheduler import TIMESTEP_SPACINGS, DiffusionScheduler
@@ -194,17 +194,29 @@ class DDPM(nn.Module, HubMixin):
                 self.class_embedding = nn.Embedding(num_classes + 1, time_embedding_dim)
             else:
                 self.class_embedding = nn.Linear(num_classes, time_embedding_dim, bias=False)
+        if condition_encoder_name is not None:
+            if not isinstance(condition_encoder_name, str):
+                raise TypeError(
+                    f"`condition_encoder_name` must be an encoder name or None, got {condition_encoder_name!r}"
+                )
+            if condition_channels is None or image_conditioning != "encoder":
+                raise ValueError(
+                    f"`condition_encoder_name`={condition_encoder_name!r} is only used with "
+                    "image_conditioning='encoder' and condition_channels set; remove it or set those"
+                )
         self.condition_encoder: Optional[nn.Module] = None
         if condition_channels is not None and image_conditioning == "encoder":
             from smp_like.encoders import get_encoder
 
-            self.condition_encoder = get_encoder(
-                condition_encoder_name or encoder_name,
-                in_channels=condition_channels,
-                depth=model_kwargs.get("encoder_depth", 5),
-                weights=None,
-                spatial_dims=spatial_dims,
-            )
+            with argument_named("condition_encoder_name" if condition_encoder_name else "encoder_name",
+                                "encoder_name"):
+                self.condition_encoder = get_encoder(
+                    condition_encoder_name or encoder_name,
+                    in_channels=condition_channels,
+                    depth=model_kwargs.get("encoder_depth", 5),
+                    weights=None,
+                    spatial_dims=spatial_dims,
+                )
             self.condition_projection = nn.Linear(self.condition_encoder.out_channels[-1], time_embedding_dim)
             self.null_condition = nn.Parameter(torch.zeros(time_embedding_dim))
 

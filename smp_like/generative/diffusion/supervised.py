@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
-from smp_like.base.checks import check_image_batch
+from smp_like.base.checks import check_image_batch, check_positive_int
 from smp_like.generative.diffusion.model import DDPM
 
 __all__ = ["SDPM", "SDIM"]
@@ -57,6 +57,9 @@ class SDPM(DDPM):
                 raise ValueError(f"`{taken}` is set by {type(self).__name__} (the image is the condition)")
         if isinstance(num_ensemble, bool) or not isinstance(num_ensemble, int) or num_ensemble < 1:
             raise ValueError(f"`num_ensemble` must be a positive int, got {num_ensemble!r}")
+        # DDPM checks these under its own names (condition_channels, in_channels): check them under SDPM's.
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("classes", classes)
         super().__init__(
             architecture=architecture,
             encoder_name=encoder_name,
