@@ -117,6 +117,18 @@ def test_sem_docs_example_trains_and_tests(tmp_path, monkeypatch):
     assert summary["monitor"] == "val/dice"
     best = torch.load(tmp_path / "ckp" / "ckp_best_score.pth", weights_only=True)
     assert best["monitor"] == "val/dice" and best["score"] is not None
+    # the files hold what their names say, against the run's own per-epoch log
+    import csv
+
+    with (tmp_path / "ckp" / "run" / "metrics.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r.get("val/dice")]
+    dice = [float(r["val/dice"]) for r in rows]
+    loss = [float(r["val/loss"]) for r in rows]
+    assert len(dice) == 2  # max_epoch 2, validated every epoch (save_after_epochs 1)
+    assert best["score"] == pytest.approx(max(dice)) and best["epoch"] == 1 + dice.index(max(dice))
+    best_loss = torch.load(tmp_path / "ckp" / "ckp_best_loss.pth", weights_only=True)
+    assert best_loss["loss"] == pytest.approx(min(loss)) and best_loss["epoch"] == 1 + loss.index(min(loss))
+    assert torch.load(tmp_path / "ckp" / "ckp_last.pth", weights_only=True)["epoch"] == 2
 
 
 def test_vae_trains_and_tests(tmp_path, monkeypatch):
