@@ -184,6 +184,9 @@ def test_hierarchical_and_autoencoders():
     assert m["decoder_channels"] == [16, 8, 8] and m["latent_channels"] == 32
     assert native["loss"]["terms"] == [{"name": "MSELoss", "weight": 1.0}, {"name": "KLDivergenceLoss", "weight": 0.01}]
     assert native["data"]["train"][0]["masks"] is None and native["data"]["train"][0]["images"].endswith("imgs")
+    # the Flemme encoder's widths reach the auto-encoder's encoder (AE/VAE/HAE/ClM pass encoder options on)
+    built = smp_like.create_model("VAE", **{k: v for k, v in m.items() if k != "arch"})
+    assert built.encoder.out_channels[1:3] == (8, 16)
 
 
 # ------------------------------------------------------------------------------------------ diffusion
