@@ -98,6 +98,8 @@ class AE(nn.Module, HubMixin):
         decoder_interpolation: resize mode of the decoder.
         output_activation: None, ``"sigmoid"`` (data in [0, 1]) or ``"tanh"`` (data in [-1, 1]).
         spatial_dims: 2 for images, 3 for volumes.
+        **kwargs: passed to the encoder, as in every segmentation architecture (e.g. a Flemme ``cnn`` encoder's
+            ``down_channels``, ``building_block`` or ``normalization``).
 
     Returns (forward):
         The reconstruction, (N, out_channels, *input spatial size).
@@ -122,6 +124,7 @@ class AE(nn.Module, HubMixin):
         decoder_interpolation: str = "nearest",
         output_activation: Optional[str] = None,
         spatial_dims: int = 2,
+        **kwargs: Any,
     ):
         super().__init__()
         nd.check_spatial_dims(spatial_dims)
@@ -153,6 +156,7 @@ class AE(nn.Module, HubMixin):
             depth=encoder_depth,
             weights=encoder_weights,
             spatial_dims=spatial_dims,
+            **kwargs,
         )
         conv = nd.conv_type(spatial_dims)
         self.bottleneck = conv(

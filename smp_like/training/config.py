@@ -408,10 +408,28 @@ class TrainerConfig(_OpenSection):
 
 
 class CheckpointConfig(_Section):
-    """``checkpoint``: best-k by the monitored metric, ``last.ckpt`` every epoch and every N steps."""
+    """``checkpoint``: best-k by the monitored metric, ``last.ckpt`` every epoch and every N steps; with
+    ``flemme_dir``, also Flemme's ``ckp_last.pth`` / ``ckp_best_loss.pth`` / ``ckp_best_score.pth`` there, every
+    ``every_n_epochs`` epochs (see :mod:`smp_like.training.flemme.checkpoint`)."""
 
     save_top_k: int = Field(1, ge=-1)
     every_n_train_steps: Optional[int] = Field(None, ge=1)
+    flemme_dir: Optional[str] = None
+    every_n_epochs: Optional[int] = Field(None, ge=1)
+
+
+class TestConfig(_Section):
+    """``test``: what ``smp-like test`` scores and writes (Flemme test configs: ``model_path``, ``seg_dir``, ...).
+
+    ``checkpoint``: a Flemme-style ``.pth``, a ``.ckpt``, a saved folder, ``best`` or ``last`` (``--checkpoint``
+    wins); ``output_dir``: where outputs go (default ``<run folder>/test``).
+    """
+
+    checkpoint: Optional[str] = None
+    output_dir: Optional[str] = None
+    save_inputs: bool = False
+    save_targets: bool = False
+    colorize: bool = False
 
 
 class EarlyStoppingConfig(_Section):
@@ -576,6 +594,7 @@ class TrainConfig(_Section):
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     plots: PlotsConfig = Field(default_factory=PlotsConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    test: TestConfig = Field(default_factory=TestConfig)
     seed: Optional[int] = 0
     output_dir: str = "runs"
     run_name: str = "run"
@@ -1023,6 +1042,12 @@ def load_config(path: Union[str, Path], overrides: Sequence[str] = ()) -> TrainC
     except yaml.YAMLError as err:
         raise ConfigError([f"<yaml>: {err}"], str(path)) from None
     values = values if values is not None else {}
+    from smp_like.training.flemme import is_flemme_config
+
+    source = str(path)
+    if is_flemme_config(values):  # --set and error messages then use the native key paths of the translation
+        source = f"{path} (Flemme config, translated; see --print-config)"
+        values = _translate_flemme(values, path)
     if isinstance(values, dict):
         data = values.get("data")
         if isinstance(data, dict):  # one root may be written as a mapping; overrides index the list form
@@ -1032,7 +1057,24 @@ def load_config(path: Union[str, Path], overrides: Sequence[str] = ()) -> TrainC
         values.setdefault("output_dir", "runs")  # relative to the config file, like the data folders
         apply_overrides(values, overrides)
         _resolve_paths(values, path.parent.resolve())
-    return parse_config(values, str(path))
+    return parse_config(values, source)
+
+
+def _translate_flemme(values: Any, path: Path) -> Any:
+    """A Flemme config (``model.name`` + ``loader``) becomes the native config it means; one warning lists what
+    has no effect here. Flemme reads paths relative to the working directory, so the translation does too."""
+    from smp_like.training.flemme import FlemmeConfigError, FlemmeConfigWarning, translate
+
+    try:
+        native, report = translate(values, source=str(path), base=Path.cwd())
+    except FlemmeConfigError as err:
+        raise ConfigError(err.errors, str(path)) from None
+    message = report.message(str(path))
+    if message:
+        import warnings
+
+        warnings.warn(message, FlemmeConfigWarning, stacklevel=3)
+    return native
 
 
 def _resolve_paths(values: Dict[str, Any], base: Path) -> None:
@@ -1058,6 +1100,10 @@ def _resolve_paths(values: Dict[str, Any], base: Path) -> None:
             data["labels_csv"] = fix(data["labels_csv"])
     if "output_dir" in values:
         values["output_dir"] = fix(values["output_dir"])
+    for section, key in (("checkpoint", "flemme_dir"), ("test", "output_dir"), ("test", "checkpoint")):
+        node = values.get(section)
+        if isinstance(node, dict) and isinstance(node.get(key), str) and node[key] not in ("best", "last"):
+            node[key] = fix(node[key])
     model = values.get("model")
     if isinstance(model, dict) and isinstance(model.get("from_pretrained"), str):
         candidate = base / model["from_pretrained"]

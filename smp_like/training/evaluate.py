@@ -31,14 +31,22 @@ _SCORES = ("iou", "dice", "precision", "recall")
 
 
 def load_trained_model(cfg: TrainConfig, checkpoint: Optional[str] = None) -> torch.nn.Module:
-    """The model of a run: ``best/`` (default), ``"last"``, or a checkpoint path (``.ckpt``) or a saved folder.
+    """The model of a run: ``best/`` (default), ``"last"``, a checkpoint path (``.ckpt``), a saved folder, or a
+    Flemme-style ``ckp_*.pth`` (model config + weights, read with ``weights_only=True``). Without ``checkpoint``,
+    the config's ``test.checkpoint`` (a Flemme test config's ``model_path``) is used if set.
+
+    A ``.pth`` written for a DDPM (SDPM, LDPM) loads as the DDIM (SDIM, LDIM) the config names, with the config's
+    sampling settings (``num_inference_steps``, ...), as Flemme promises for its test configs.
 
     Raises:
         FileNotFoundError: when the named weights do not exist.
+        ValueError: for a ``.pth`` that is not an smp_like checkpoint.
     """
     import smp_like
     from smp_like.training.builders import build_model
 
+    if checkpoint is None:
+        checkpoint = getattr(getattr(cfg, "test", None), "checkpoint", None)
     run_dir = cfg.run_dir.resolve()
     if checkpoint in (None, "best"):
         target = run_dir / "best"
@@ -50,6 +58,11 @@ def load_trained_model(cfg: TrainConfig, checkpoint: Optional[str] = None) -> to
         raise FileNotFoundError(f"no trained weights at {target}; train first (`smp-like train --config ...`)")
     if target.is_dir():
         return smp_like.from_pretrained(str(target))
+    if target.suffix == ".pth":
+        from smp_like.training.flemme.checkpoint import model_from_checkpoint
+
+        arch = None if cfg.model.from_pretrained else cfg.model.arch
+        return model_from_checkpoint(target, arch=arch, overrides=cfg.model.kwargs)
     model = build_model(cfg.model.model_copy(update={"encoder_weights": None}) if not cfg.model.from_pretrained
                         else cfg.model, len(cfg.data.classes))
     state = torch.load(target, map_location="cpu", weights_only=True)["state_dict"]

@@ -261,6 +261,10 @@ def train(cfg: TrainConfig, resume: Optional[bool] = None, progress: Optional[bo
                                  min_delta=cfg.early_stopping.min_delta))
     if cfg.scheduler.name or cfg.scheduler.warmup:
         cbs.append(LearningRateMonitor(logging_interval=cfg.scheduler.interval))
+    if cfg.checkpoint.flemme_dir:  # Flemme's ckp_last / ckp_best_loss / ckp_best_score .pth files
+        from smp_like.training.callbacks import FlemmeCheckpoint
+
+        cbs.append(FlemmeCheckpoint(Path(cfg.checkpoint.flemme_dir), cfg.checkpoint.every_n_epochs or 1, monitor, mode))
     cbs += list(callbacks or [])
 
     csv_logger = CSVLogger(save_dir=str(run_dir), name="", version="")
@@ -273,6 +277,8 @@ def train(cfg: TrainConfig, resume: Optional[bool] = None, progress: Optional[bo
     trainer_kwargs = cfg.trainer.model_dump()
     if progress is not None:
         trainer_kwargs["enable_progress_bar"] = progress
+    if not has_val:  # no validation split (e.g. val_fraction 0): Lightning must not ask for its loader
+        trainer_kwargs["limit_val_batches"] = 0
     if trainer_kwargs["strategy"] == "ddp":
         # Encoders built shallower than their backbone keep the unused later stages (SMP-compatible state dicts).
         # DDP with find_unused_parameters=False never reduces the gradient buckets holding them, so processes would

@@ -37,6 +37,7 @@ class ClM(nn.Module, HubMixin):
         dropout: dropout probability before every linear layer, in [0, 1) (None or 0: none).
         activation: activation on the logits (``"sigmoid"``, ``"softmax"``, ... or None for raw logits).
         spatial_dims: 2 for images, 3 for volumes.
+        **kwargs: passed to the encoder (e.g. a Flemme ``cnn`` encoder's ``down_channels``).
 
     Returns (forward):
         Tensor of shape (N, classes). Any spatial size works (global pooling).
@@ -60,6 +61,7 @@ class ClM(nn.Module, HubMixin):
         dropout: Optional[float] = 0.2,
         activation: Union[str, Callable, None] = None,
         spatial_dims: int = 2,
+        **kwargs: Any,
     ):
         super().__init__()
         nd.check_spatial_dims(spatial_dims)
@@ -76,7 +78,8 @@ class ClM(nn.Module, HubMixin):
             dropout = check_real("dropout", dropout, 0.0, 1.0, high_open=True)
 
         self.encoder = get_encoder(
-            encoder_name, in_channels=in_channels, depth=encoder_depth, weights=encoder_weights, spatial_dims=spatial_dims
+            encoder_name, in_channels=in_channels, depth=encoder_depth, weights=encoder_weights, spatial_dims=spatial_dims,
+            **kwargs,
         )
         pool_type = nd.adaptive_avgpool_type if pooling == "avg" else nd.adaptive_maxpool_type
         self.pool = nn.Sequential(pool_type(spatial_dims)(1), nn.Flatten())
