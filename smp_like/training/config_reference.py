@@ -143,6 +143,16 @@ DESCRIPTIONS: Dict[str, str] = {
     # performance (issue 18)
     "model.gradient_checkpointing": "recompute activations in the backward pass to save memory "
     "(`model.set_gradient_checkpointing(True)`; see performance.md)",
+    # Flemme's checkpoints and test section (issue 16)
+    "checkpoint.flemme_dir": "also write Flemme's `ckp_last.pth`, `ckp_best_loss.pth`, `ckp_best_score.pth` there",
+    "checkpoint.every_n_epochs": "how often `ckp_last.pth` is written (Flemme's `save_after_epochs`; `null`: every "
+    "epoch)",
+    "test": "what `smp-like test` scores and writes (see `test`)",
+    "test.checkpoint": "a Flemme `.pth`, a `.ckpt`, a saved folder, `best` or `last` (`--checkpoint` wins)",
+    "test.output_dir": "where test outputs go (default `<run folder>/test`)",
+    "test.save_inputs": "copy each test input into `inputs/`",
+    "test.save_targets": "copy each test target into `targets/`",
+    "test.colorize": "2D: write the input with the predicted classes blended over it into `colorized/`",
 }
 """Descriptions of the keys whose schema entry carries none (``key.path`` -> text; ``[]`` marks list items)."""
 
