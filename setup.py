@@ -50,6 +50,7 @@ setup(
             "onnxscript",
             "onnxruntime",
             "monai>=1.3",  # test-only oracle for sliding-window inference
+            "SimpleITK>=2.2",  # the sitk extra's .mha/.nrrd path is tested (and SimpleITK reads NIfTI as a reference)
         ],
         # `smp-like export --format onnx` writes with torch's exporter (onnxscript) and checks with onnxruntime.
         "export": ["onnx", "onnxscript", "onnxruntime"],

@@ -116,7 +116,9 @@ class Volume:
 
     @property
     def spacing(self) -> Tuple[float, ...]:
-        """Voxel sizes (mm) of the three spatial axes."""
+        """Voxel sizes (mm) of the three spatial axes (from the affine when the file had no NIfTI header)."""
+        if self.header is None:  # .mha/.nrrd: the affine's column norms are the spacing
+            return tuple(float(s) for s in np.linalg.norm(np.asarray(self.affine)[:3, :3], axis=0))
         return tuple(float(s) for s in self.header.get_zooms()[:3])
 
 
