@@ -22,12 +22,24 @@ derived analytically from it; D, z, delta_bias and softplus are plain autograd a
 O(b·d·n·l) (the states kept for the backward), never more.
 """
 
+import contextlib
 import math
-from typing import Optional, Tuple, Union
+from typing import ContextManager, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
+
+
+def autocast_disabled(device_type: str) -> ContextManager:
+    """A region where autocast is off on ``device_type``, so the recurrences below run in the dtype they cast to.
+
+    Devices without autocast (the meta device, used to size a model before allocating it) need nothing switched off,
+    and ``torch.autocast`` refuses them, so they get a no-op context.
+    """
+    if not torch.amp.is_autocast_available(device_type):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device_type, enabled=False)
 
 __all__ = ["selective_scan", "SCAN_BACKENDS", "mamba_ssm_available"]
 
@@ -323,7 +335,7 @@ def selective_scan(
     # The selective scan recurrence h_t = exp(Δ·A) h_{t-1} + Δ·B·u_t stays in float32 even under bf16/fp16
     # autocast (an autocast-disabled region): cumulative products of decays underflow or lose precision in half
     # precision. Inputs are cast to float32 below and the output is cast back to the input dtype.
-    with torch.autocast(device_type=u.device.type, enabled=False):
+    with autocast_disabled(u.device.type):
         out_dtype = u.dtype
         # Half precision inputs are scanned in float32, as the reference kernel does.
         cdtype = torch.promote_types(u.dtype, torch.float32) if u.is_floating_point() else torch.float32

@@ -19,7 +19,7 @@ from typing import Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from .selective_scan import check_backend
+from .selective_scan import autocast_disabled, check_backend
 
 __all__ = ["ssd_scan", "mamba_ssm_ssd_available"]
 
@@ -166,7 +166,7 @@ def ssd_scan(
     # The SSD recurrence (chunk states, decays exp(segsum(A·Δ)) and their products) stays in float32: under
     # bf16/fp16 autocast its einsums would otherwise run in half precision, and products of decays over long
     # sequences lose the precision the state needs. Inputs are cast to float32 below; the output is cast back.
-    with torch.autocast(device_type=x.device.type, enabled=False):
+    with autocast_disabled(x.device.type):
         out_dtype = x.dtype
         cdtype = torch.promote_types(x.dtype, torch.float32) if x.is_floating_point() else torch.float32
         g, n = B.shape[2], B.shape[3]
