@@ -1,14 +1,15 @@
 """The objects a config names: the model, the loss, the optimizer (with encoder/decoder groups), the scheduler."""
 
 import inspect
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from smp_like import losses as L
 
-__all__ = ["build_model", "build_loss", "build_optimizer", "build_scheduler", "SegmentationLoss"]
+__all__ = ["build_model", "build_loss", "build_optimizer", "build_scheduler", "SegmentationLoss", "optimizer_settings",
+           "configure_optimization"]
 
 
 def build_model(model_cfg: Any, num_classes: int, pretrained: bool = True) -> nn.Module:
@@ -186,3 +187,48 @@ def build_scheduler(optimizer: torch.optim.Optimizer, name: Optional[str], inter
     if main is None:
         return None
     return {"scheduler": main, "interval": interval, "frequency": 1}
+
+
+def optimizer_settings(cfg: Any) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
+    """The ``optimizer`` and ``scheduler`` sections of a config as the tasks take them.
+
+    Args:
+        cfg: a :class:`~smp_like.training.config.TrainConfig`.
+
+    Returns:
+        ``(optimizer settings, scheduler settings or None)``; None when the config has neither a scheduler nor a
+        warmup.
+    """
+    o = cfg.optimizer
+    optimizer = {"name": o.name, "lr": o.lr, "encoder_lr": o.encoder_lr, "decoder_lr": o.decoder_lr, **o.kwargs}
+    s = cfg.scheduler
+    if not (s.name or s.warmup):
+        return optimizer, None
+    return optimizer, {"name": s.name, "interval": s.interval, "warmup": s.warmup,
+                       "warmup_start_factor": s.warmup_start_factor, **s.kwargs}
+
+
+def configure_optimization(model: nn.Module, optimizer_cfg: Dict[str, Any], scheduler_cfg: Optional[Dict[str, Any]],
+                           trainer: Any, monitor: str) -> Any:
+    """What a task's ``configure_optimizers`` returns: the optimizer, with its scheduler spec when one is set.
+
+    A per-step scheduler spans ``trainer.estimated_stepping_batches``, a per-epoch one ``trainer.max_epochs``.
+
+    Args:
+        model: the model whose parameters are optimized.
+        optimizer_cfg: optimizer settings (see :func:`optimizer_settings`).
+        scheduler_cfg: scheduler settings or None.
+        trainer: the Lightning trainer (for the schedule's length).
+        monitor: the metric a ``ReduceLROnPlateau`` follows.
+
+    Returns:
+        The optimizer, or Lightning's ``{"optimizer", "lr_scheduler"}`` dict.
+    """
+    optimizer = build_optimizer(model, **optimizer_cfg)
+    if not scheduler_cfg:
+        return optimizer
+    sched = dict(scheduler_cfg)
+    total = int(trainer.estimated_stepping_batches) if sched.get("interval", "epoch") == "step" else \
+        int(trainer.max_epochs or 1)
+    spec = build_scheduler(optimizer, total=total, monitor=monitor, **sched)
+    return optimizer if spec is None else {"optimizer": optimizer, "lr_scheduler": spec}

@@ -17,7 +17,7 @@ try:
 except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError("ClassificationTask needs lightning; install it with `pip install smp_like[train]`") from err
 
-from smp_like.training.builders import build_optimizer, build_scheduler
+from smp_like.training.builders import configure_optimization, optimizer_settings
 
 __all__ = ["ClassificationTask", "build_classification_task"]
 
@@ -73,14 +73,7 @@ class ClassificationTask(pl.LightningModule):
             datamodule.set_epoch(self.current_epoch)
 
     def configure_optimizers(self) -> Any:
-        optimizer = build_optimizer(self.model, **self.optimizer_cfg)
-        if not self.scheduler_cfg:
-            return optimizer
-        sched = dict(self.scheduler_cfg)
-        total = int(self.trainer.estimated_stepping_batches) if sched.get("interval") == "step" else \
-            int(self.trainer.max_epochs or 1)
-        spec = build_scheduler(optimizer, total=total, monitor=self.monitor, **sched)
-        return optimizer if spec is None else {"optimizer": optimizer, "lr_scheduler": spec}
+        return configure_optimization(self.model, self.optimizer_cfg, self.scheduler_cfg, self.trainer, self.monitor)
 
 
 def build_classification_task(cfg: Any, model: Optional[nn.Module] = None) -> ClassificationTask:
@@ -88,13 +81,7 @@ def build_classification_task(cfg: Any, model: Optional[nn.Module] = None) -> Cl
     from smp_like.training.builders import build_model
 
     model = model if model is not None else build_model(cfg.model, len(cfg.data.classes))
-    optimizer = {"name": cfg.optimizer.name, "lr": cfg.optimizer.lr, "encoder_lr": cfg.optimizer.encoder_lr,
-                 "decoder_lr": cfg.optimizer.decoder_lr, **cfg.optimizer.kwargs}
-    scheduler = None
-    if cfg.scheduler.name or cfg.scheduler.warmup:
-        s = cfg.scheduler
-        scheduler = {"name": s.name, "interval": s.interval, "warmup": s.warmup,
-                     "warmup_start_factor": s.warmup_start_factor, **s.kwargs}
+    optimizer, scheduler = optimizer_settings(cfg)
     smoothing = float(cfg.loss.terms[0].kwargs.get("smooth_factor", 0.0) or 0.0) if cfg.loss.terms else 0.0
     return ClassificationTask(model, optimizer, scheduler, cfg.metrics.monitor, smoothing)
 

@@ -34,7 +34,7 @@ except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError("GenerativeTask needs lightning; install it with `pip install smp_like[train]`") from err
 
 from smp_like import losses as L
-from smp_like.training.builders import build_optimizer, build_scheduler
+from smp_like.training.builders import configure_optimization, optimizer_settings
 from smp_like.training.image_metrics import image_scores
 from smp_like.training.plots import plot_curves, read_epoch_history, save_image_grid
 
@@ -244,14 +244,7 @@ class GenerativeTask(pl.LightningModule):
             datamodule.set_epoch(self.current_epoch)
 
     def configure_optimizers(self) -> Any:
-        optimizer = build_optimizer(self.model, **self.optimizer_cfg)
-        if not self.scheduler_cfg:
-            return optimizer
-        sched = dict(self.scheduler_cfg)
-        total = int(self.trainer.estimated_stepping_batches) if sched.get("interval") == "step" else \
-            int(self.trainer.max_epochs or 1)
-        spec = build_scheduler(optimizer, total=total, monitor=self.monitor, **sched)
-        return optimizer if spec is None else {"optimizer": optimizer, "lr_scheduler": spec}
+        return configure_optimization(self.model, self.optimizer_cfg, self.scheduler_cfg, self.trainer, self.monitor)
 
     def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
         checkpoint["smp_like_rng"] = {"torch": torch.get_rng_state()}
@@ -267,13 +260,7 @@ def build_generative_task(cfg: Any, model: Optional[nn.Module] = None) -> Genera
     from smp_like.training.builders import build_model
 
     model = model if model is not None else build_model(cfg.model, len(cfg.data.classes))
-    optimizer = {"name": cfg.optimizer.name, "lr": cfg.optimizer.lr, "encoder_lr": cfg.optimizer.encoder_lr,
-                 "decoder_lr": cfg.optimizer.decoder_lr, **cfg.optimizer.kwargs}
-    scheduler = None
-    if cfg.scheduler.name or cfg.scheduler.warmup:
-        s = cfg.scheduler
-        scheduler = {"name": s.name, "interval": s.interval, "warmup": s.warmup,
-                     "warmup_start_factor": s.warmup_start_factor, **s.kwargs}
+    optimizer, scheduler = optimizer_settings(cfg)
     terms = [(t.name, t.weight, dict(t.kwargs)) for t in cfg.loss.terms]
     return GenerativeTask(model, terms, cfg.metrics.names if cfg.resolved_task != "segmentation" else (),
                           optimizer, scheduler, cfg.data.task, len(cfg.data.classes), cfg.seed or 0,

@@ -33,7 +33,7 @@ except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError("training needs lightning; install it with `pip install smp_like[train]`") from err
 
 from smp_like.io.atomic import atomic_output
-from smp_like.training.builders import build_loss, build_model
+from smp_like.training.builders import build_loss, build_model, optimizer_settings
 from smp_like.training.callbacks import PlotCallback
 from smp_like.training.config import TrainConfig, task_kind
 from smp_like.training.data import SegmentationDataModule
@@ -66,13 +66,7 @@ def build_task(cfg: TrainConfig, model: Optional[torch.nn.Module] = None) -> Seg
     """The :class:`SegmentationTask` of a config (the model is built unless given)."""
     d = cfg.data
     model = model if model is not None else build_model(cfg.model, len(d.classes))
-    optimizer = {"name": cfg.optimizer.name, "lr": cfg.optimizer.lr, "encoder_lr": cfg.optimizer.encoder_lr,
-                 "decoder_lr": cfg.optimizer.decoder_lr, **cfg.optimizer.kwargs}
-    scheduler = None
-    if cfg.scheduler.name or cfg.scheduler.warmup:
-        s = cfg.scheduler
-        scheduler = {"name": s.name, "interval": s.interval, "warmup": s.warmup,
-                     "warmup_start_factor": s.warmup_start_factor, **s.kwargs}
+    optimizer, scheduler = optimizer_settings(cfg)
     return SegmentationTask(
         model, task=d.task, loss=build_loss(cfg.loss, d.task, d.ignore_index), class_names=d.classes,
         metrics=cfg.metrics.names, include_background=cfg.metrics.include_background, ignore_index=d.ignore_index,

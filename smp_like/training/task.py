@@ -21,7 +21,7 @@ try:
 except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError("SegmentationTask needs lightning; install it with `pip install smp_like[train]`") from err
 
-from smp_like.training.builders import SegmentationLoss, build_optimizer, build_scheduler
+from smp_like.training.builders import SegmentationLoss, configure_optimization
 from smp_like.training.metrics import ConfusionCounts, scores_from_counts
 
 __all__ = ["SegmentationTask", "validation_forward", "NonFiniteLossError"]
@@ -298,18 +298,7 @@ class SegmentationTask(pl.LightningModule):
     # ------------------------------------------------------------------------------------------ optimisation
 
     def configure_optimizers(self) -> Any:
-        cfg = dict(self.optimizer_cfg)
-        optimizer = build_optimizer(self.model, **cfg)
-        if not self.scheduler_cfg:
-            return optimizer
-        sched = dict(self.scheduler_cfg)
-        interval = sched.get("interval", "epoch")
-        if interval == "step":
-            total = int(self.trainer.estimated_stepping_batches)
-        else:
-            total = int(self.trainer.max_epochs or 1)
-        spec = build_scheduler(optimizer, total=total, monitor=self.monitor, **sched)
-        return optimizer if spec is None else {"optimizer": optimizer, "lr_scheduler": spec}
+        return configure_optimization(self.model, self.optimizer_cfg, self.scheduler_cfg, self.trainer, self.monitor)
 
     # --------------------------------------------------------------------- exact resume of random streams
 
