@@ -50,3 +50,14 @@ def atomic_output(path: Union[str, Path]) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+def file_sha256(path: Union[str, Path]) -> str:
+    """The hex sha256 of a file, read in 1 MiB chunks (weights files are large)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

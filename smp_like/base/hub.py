@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Type, Union
 import torch
 
 from smp_like.base.checks import check_argument_values
-from smp_like.base.files import _fsync, atomic_output
+from smp_like.base.files import _fsync, atomic_output, file_sha256
 from smp_like.base.registry import get_model_class, register_model
 
 CONFIG_NAME = "config.json"
@@ -455,16 +455,6 @@ def _check_sizes_before_allocating(
         )
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _verify_manifest(manifest_path: Optional[Path], files: Dict[str, Path]) -> None:
     """Check each file against the sha256 the manifest records (a folder without a manifest is not checked)."""
     if manifest_path is None:
@@ -477,7 +467,7 @@ def _verify_manifest(manifest_path: Optional[Path], files: Dict[str, Path]) -> N
         entry = recorded.get(name)
         if not isinstance(entry, dict) or "sha256" not in entry:
             continue
-        actual = _sha256(path)
+        actual = file_sha256(path)
         if actual != entry["sha256"]:
             raise ValueError(
                 f"{path} is corrupted or was replaced: its sha256 is {actual}, but {manifest_path} records "
@@ -899,7 +889,7 @@ class HubMixin:
             _atomic_write(tmp / CARD_NAME, lambda out: Path(out).write_text(card, encoding="utf-8"))
             _save_step("manifest")
             manifest = {"format": 1, "files": {
-                name: {"sha256": _sha256(tmp / name), "size": (tmp / name).stat().st_size}
+                name: {"sha256": file_sha256(tmp / name), "size": (tmp / name).stat().st_size}
                 for name in (WEIGHTS_NAME,)
             }}
             _atomic_write(tmp / MANIFEST_NAME,

@@ -8,7 +8,6 @@ the Hub cache, ``HF_HOME``, ``HF_ENDPOINT`` and
 ``torch.load(weights_only=True)``.
 """
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Dict, Mapping
@@ -16,6 +15,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from smp_like.base.files import file_sha256
 from smp_like.base.hub import HubDownloadError, fetch_file, hub_remedies
 
 DEFAULT_FILENAME = "model.safetensors"
@@ -36,14 +36,6 @@ def weights_remedies(encoder_name: str, tag: str) -> str:
 
 def _remedies(encoder_name: str, tag: str) -> str:
     return hub_remedies(weights_remedies(encoder_name, tag))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def fetch_weights_file(encoder_name: str, tag: str, settings: Mapping[str, object], progress: bool = True) -> Path:
@@ -91,7 +83,7 @@ def fetch_weights_file(encoder_name: str, tag: str, settings: Mapping[str, objec
             f"pretrained setting '{tag}' of encoder '{encoder_name}' names no source: give 'repo_id', 'url' or 'file'"
         )
     expected = settings.get("sha256")
-    if expected and _sha256(path) != expected:
+    if expected and file_sha256(path) != expected:
         raise ValueError(f"sha256 of {path} does not match the pinned {expected} for '{encoder_name}' ({tag})")
     return path
 

@@ -32,7 +32,7 @@ from smp_like.datasets.folder import DataError
 from smp_like.io.images import IMAGE_SUFFIXES, ImageReadError, read_image
 from smp_like.io.preprocessing import Preprocessing
 from smp_like.io.volumes import VOLUME_SUFFIXES, is_volume_path, read_volume
-from smp_like.training.data import EpochShuffle, preprocessing_for
+from smp_like.training.data import EpochShuffle, collate, preprocessing_for
 
 __all__ = ["ImageItem", "scan_images", "read_labels_csv", "scale_to_unit", "ImageFolderDataset", "ImageDataModule"]
 
@@ -197,23 +197,6 @@ class ImageFolderDataset(Dataset):
         return out
 
 
-def collate_images(items: List[Dict[str, Any]]) -> Dict[str, Any]:
-    """Stack items of one size (``label`` too, when present).
-
-    Raises:
-        ValueError: naming the files whose sizes differ.
-    """
-    shapes = {tuple(it["image"].shape) for it in items}
-    if len(shapes) > 1:
-        names = ", ".join(f"{it['meta']['path']} {tuple(it['image'].shape[1:])}" for it in items)
-        raise ValueError(f"images of different sizes in one batch ({names}); set data.val_batch_size: 1 or add a "
-                         "crop/resize to data.augment")
-    batch: Dict[str, Any] = {"image": torch.stack([it["image"] for it in items]), "meta": [it["meta"] for it in items]}
-    if "label" in items[0]:
-        batch["label"] = torch.stack([it["label"] for it in items])
-    return batch
-
-
 def _split(items: List[ImageItem], fraction: float, seed: int) -> Tuple[List[ImageItem], List[ImageItem]]:
     if fraction <= 0 or len(items) < 2:
         return items, []
@@ -322,7 +305,7 @@ class ImageDataModule(pl.LightningDataModule):
         dataset = self.datasets[split]
         sampler = EpochShuffle(len(dataset), self.cfg.seed or 0, shuffle, rank, world, source)
         return StatefulDataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.cfg.data.num_workers,
-                                  collate_fn=collate_images, drop_last=False, persistent_workers=False)
+                                  collate_fn=collate, drop_last=False, persistent_workers=False)
 
     def train_dataloader(self) -> StatefulDataLoader:
         return self._loader("train", True, self.cfg.data.batch_size)

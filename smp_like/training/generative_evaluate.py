@@ -181,10 +181,10 @@ def evaluate_generative(cfg: TrainConfig, checkpoint: Optional[str] = None, spli
 
 
 def _batches(dataset: Any, size: int):
-    from smp_like.training.generative_data import collate_images
+    from smp_like.training.data import collate
 
     for start in range(0, len(dataset), size):
-        yield collate_images([dataset[i] for i in range(start, min(start + size, len(dataset)))])
+        yield collate([dataset[i] for i in range(start, min(start + size, len(dataset)))])
 
 
 def _reconstruction(cfg: TrainConfig, model: torch.nn.Module, dataset: Any, out: Path, device: Any,
