@@ -7,7 +7,8 @@ memory of one call (Linux VmHWM reset through /proc/self/clear_refs), less sensi
 Usage:
     python benchmarks/performance.py --quick                       # small sizes, a few rounds (minutes)
     python benchmarks/performance.py --write benchmarks/performance_results.md   # the full measures
-    python benchmarks/performance.py --only fastpath scaling       # some sections
+    python benchmarks/performance.py --only fastpath scaling       # some sections (fastpath compile checkpointing
+                                                                   # bf16 scaling)
 """
 
 import argparse
@@ -53,11 +54,52 @@ def fastpath(quick: bool) -> List[str]:
     return lines
 
 
+def compiled(quick: bool) -> List[str]:
+    """optimize_for_inference(compile=True) vs SMP + torch.compile, same weights, resnet34, batch 2."""
+    import segmentation_models_pytorch as smp_ref
+
+    import smp_like
+
+    size, repeats = (128, 5) if quick else (256, 11)
+    archs = ["Unet"] if quick else ARCHITECTURES
+    lines = [f"### optimize_for_inference(compile=True) vs SMP + torch.compile (resnet34, batch 2, 3x{size}x{size}, "
+             f"forward under inference_mode, {repeats} rounds; compile time = first call)", "",
+             "| architecture | fast+compile ms / SMP+compile ms | time ratio [p25-p75] | compile s (ours / SMP) |",
+             "| --- | --- | --- | --- |"]
+    x = torch.randn(2, 3, size, size)
+    for arch in archs:
+        torch.manual_seed(0)
+        theirs = getattr(smp_ref, arch)("resnet34", encoder_weights=None).eval()
+        ours = getattr(smp_like, arch)("resnet34", encoder_weights=None)
+        ours.load_state_dict(theirs.state_dict())
+        ours.eval()
+        torch._dynamo.reset()
+        try:
+            fast = smp_like.optimize_for_inference(ours, compile=True)
+            theirs_compiled = torch.compile(theirs)
+            first = {}
+            for name, model in (("ours", fast), ("theirs", theirs_compiled)):
+                start = time.perf_counter()
+                _forward(model, x)()
+                first[name] = time.perf_counter() - start
+            with torch.inference_mode():  # same outputs: the comparison is of one computation
+                torch.testing.assert_close(fast(x), theirs_compiled(x), rtol=1e-3, atol=1e-3)
+            r = compare({"ours": _forward(fast, x), "theirs": _forward(theirs_compiled, x)}, repeats, warmup=2)
+        except Exception as error:  # a model that does not compile here is reported, not hidden
+            lines.append(f"| {arch} | does not compile: {type(error).__name__}: {str(error)[:80]} | | |")
+            print(lines[-1], flush=True)
+            continue
+        lines.append(f"| {arch} | {r['ours_ms']:.0f} / {r['theirs_ms']:.0f} | {r['ratio']:.3f} "
+                     f"[{r['ratio_p25']:.2f}-{r['ratio_p75']:.2f}] | {first['ours']:.0f} / {first['theirs']:.0f} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
 def checkpointing(quick: bool) -> List[str]:
     """3D Unet-resnet18 train step with and without gradient checkpointing."""
     import smp_like
 
-    size, repeats = (48, 2) if quick else (96, 3)
+    size, repeats = (48, 2) if quick else (96, 5)
     torch.manual_seed(0)
     plain = smp_like.Unet("resnet18", encoder_weights=None, in_channels=1, classes=2, spatial_dims=3).train()
     ckpt = smp_like.Unet("resnet18", encoder_weights=None, in_channels=1, classes=2, spatial_dims=3).train()
@@ -136,7 +178,7 @@ def scaling(quick: bool) -> List[str]:
 
 
 SECTIONS: Dict[str, Callable[[bool], List[str]]] = {
-    "fastpath": fastpath, "checkpointing": checkpointing, "bf16": bf16, "scaling": scaling,
+    "fastpath": fastpath, "compile": compiled, "checkpointing": checkpointing, "bf16": bf16, "scaling": scaling,
 }
 
 

@@ -27,11 +27,15 @@ class TensorMemoryPeak(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Tuple = (), kwargs: Any = None) -> Any:
         out = func(*args, **(kwargs or {}))
+        # An output that shares an input's storage (a view, ``detach``, an in-place op) allocated nothing: a
+        # parameter detached inside the call is not new memory (counting it once added the parameter's size).
+        inputs = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0]
+                  if isinstance(t, torch.Tensor) and t.device.type != "meta"}
         for tensor in tree_flatten(out)[0]:
             if isinstance(tensor, torch.Tensor) and tensor.device.type != "meta":
                 storage = tensor.untyped_storage()
                 key = storage.data_ptr()
-                if key and key not in self._live:
+                if key and key not in self._live and key not in inputs:
                     self._live[key] = storage.nbytes()
                     self.current += storage.nbytes()
                     self.peak = max(self.peak, self.current)

@@ -35,6 +35,9 @@ from typing import Callable, Dict, List, Optional
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tensor_memory import peak_tensor_mib  # noqa: E402
+
 ARCHITECTURES = ["Unet", "UnetPlusPlus", "MAnet", "Linknet", "FPN", "PSPNet", "DeepLabV3", "DeepLabV3Plus", "PAN",
                  "UPerNet", "Segformer"]
 
@@ -145,6 +148,9 @@ def bench_architecture(arch: str, repeats: int, warmup: int = 3, size: int = 256
         for key, value in r.items():
             result[f"{mode}_{key}"] = value
         result[f"{mode}_time_ratio"] = r["ratio"]
+        # Resident-memory peaks move by +-5 % with heap state; the live-tensor peak is exact and load-independent.
+        for name, model in (("ours", ours), ("theirs", theirs)):
+            result[f"{mode}_{name}_tensor_mib"] = peak_tensor_mib(make(model, x))
     return result
 
 
@@ -169,17 +175,19 @@ def format_table(results: Dict[str, Dict[str, float]], threads: int, repeats: in
         "interleaved warm-up; time ratio = median of per-round ratios smp_like / SMP [25th-75th percentile] "
         f"(target <= 1.00); load average {loads} (cores: {os.cpu_count()})",
         "",
-        "| architecture | forward ms (ours / SMP) | forward time ratio | forward peak MiB (ours / SMP) | forward mem ratio "
-        "| train step ms (ours / SMP) | train time ratio | train peak MiB (ours / SMP) | train mem ratio |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| architecture | forward ms (ours / SMP) | forward time ratio | forward peak RSS MiB (ours / SMP) | ratio "
+        "| forward live-tensor MiB (exact) | ratio | train step ms (ours / SMP) | train time ratio "
+        "| train peak RSS MiB (ours / SMP) | ratio | train live-tensor MiB (exact) | ratio |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for arch, r in results.items():
-        lines.append(
-            f"| {arch} | {r['forward_ours_ms']:.0f} / {r['forward_theirs_ms']:.0f} | {_spread(r, 'forward')} "
-            f"| {r['forward_ours_mib']:.0f} / {r['forward_theirs_mib']:.0f} | {r['forward_mem_ratio']:.3f} "
-            f"| {r['train_ours_ms']:.0f} / {r['train_theirs_ms']:.0f} | {_spread(r, 'train')} "
-            f"| {r['train_ours_mib']:.0f} / {r['train_theirs_mib']:.0f} | {r['train_mem_ratio']:.3f} |"
-        )
+        cells = [arch]
+        for mode in ("forward", "train"):
+            tensors = (r[f"{mode}_ours_tensor_mib"], r[f"{mode}_theirs_tensor_mib"])
+            cells += [f"{r[mode + '_ours_ms']:.0f} / {r[mode + '_theirs_ms']:.0f}", _spread(r, mode),
+                      f"{r[mode + '_ours_mib']:.0f} / {r[mode + '_theirs_mib']:.0f}", f"{r[mode + '_mem_ratio']:.3f}",
+                      f"{tensors[0]:.1f} / {tensors[1]:.1f}", f"{tensors[0] / tensors[1]:.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

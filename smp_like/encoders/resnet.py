@@ -177,14 +177,24 @@ class ResNetEncoder(nn.Module, EncoderMixin):
             5: self.layer4,
         }
 
+    # Gradient checkpointing recomputes these one by one (see base/checkpointing.py). The stem and the max-pool
+    # are segments too, so that neither the stem's conv output nor the pool's indices are kept until backward.
+    checkpoint_segments = ("_stem", "_pool_layer1", "layer2", "layer3", "layer4")
+
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.bn1(self.conv1(x)))
+
+    def _pool_layer1(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer1(self.maxpool(x))
+
     def forward(self, x: torch.Tensor, time_emb: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
         self._check_time_embedding(time_emb)
         features = [x]
         if self._depth >= 1:
-            x = self.relu(self.bn1(self.conv1(x)))
+            x = self._stem(x)
             features.append(x)
         if self._depth >= 2:
-            x = self.layer1(self.maxpool(x))
+            x = self._pool_layer1(x)
             features.append(x)
         # Spelled out (not a loop over a slice of stages) so that TorchScript compiles it.
         if self._depth >= 3:

@@ -73,16 +73,26 @@ class UnetDecoderBlock(nn.Module):
     ) -> torch.Tensor:
         if time_emb is not None:  # a diffusion model injects into this block through a hook instead
             raise ValueError("UnetDecoderBlock does not take an embedding")
+        # Two statements: the up-sampled input is freed (returned from _merge) before conv2 runs, as in SMP's
+        # block (a nested conv2(conv1(x)) held it to the end: +8 MiB of forward peak for a resnet34 Unet at
+        # 2x256x256, counted by benchmarks/tensor_memory.py).
+        x = self._merge(x, size, skip)
+        return self._refine(x)
+
+    # Gradient checkpointing recomputes the two halves one at a time (see base/checkpointing.py).
+    checkpoint_segments = ("_merge", "_refine")
+
+    def _merge(self, x: torch.Tensor, size: List[int], skip: Optional[torch.Tensor]) -> torch.Tensor:
+        """Resize, concatenate the skip, attend, first conv-norm-relu."""
         # Resizing to the skip's exact size (rather than x2) is what lets any input size through.
         x = F.interpolate(x, size=size, mode=self.interpolation_mode)
         if skip is not None:
             x = self.attention1(torch.cat([x, skip], dim=1))
-        # One statement per conv: rebinding x frees the up-sampled input before conv2 runs (a nested
-        # conv2(conv1(x)) holds it to the end: +8 MiB of forward peak for a resnet34 Unet at 2x256x256, counted
-        # by benchmarks/tensor_memory.py), as SMP's block does.
-        x = self.conv1(x)
-        x = self.conv2(x)
-        return self.attention2(x)
+        return self.conv1(x)
+
+    def _refine(self, x: torch.Tensor) -> torch.Tensor:
+        """Second conv-norm-relu, attend."""
+        return self.attention2(self.conv2(x))
 
 
 # decoder_use_norm names -> ConvBlock norm names (for decoder_block="res_conv").
