@@ -42,10 +42,15 @@ class BasicBlock(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        out += identity  # in place: no extra activation-sized buffer per block (autograd allows it after BN)
+        # One layer per statement: rebinding `out` frees each input as soon as the next layer has run (nested calls
+        # hold it to the end of the statement: +1 activation at the eval peak of a resnet34 PAN, 18.0 vs 16.8 MiB
+        # at 2x256x256, benchmarks/vs_smp.py). The shortcut is computed last for the same reason.
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+        out = self.conv2(out)
+        out = self.bn2(out)
+        out += x if self.downsample is None else self.downsample(x)  # in place (autograd allows it after BN)
         return self.relu(out)
 
 
@@ -77,11 +82,16 @@ class Bottleneck(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        out += identity
+        # One layer per statement, shortcut last: see BasicBlock.forward.
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+        out = self.conv2(out)
+        out = self.bn2(out)
+        out = self.relu(out)
+        out = self.conv3(out)
+        out = self.bn3(out)
+        out += x if self.downsample is None else self.downsample(x)
         return self.relu(out)
 
 

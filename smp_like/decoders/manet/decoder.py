@@ -129,7 +129,9 @@ class MFABBlock(nn.Module):
         x = F.interpolate(x, size=size, mode=self.interpolation_mode)
         x = x * (self.SE_hl(x) + self.SE_ll(skip))
         x = torch.cat([x, skip], dim=1)
-        return self.conv2(self.conv1(x))
+        # Two statements: rebinding x frees the concatenated input before conv2 runs (nested, it lived to the end).
+        x = self.conv1(x)
+        return self.conv2(x)
 
 
 class MAnetDecoderBlock(nn.Module):
@@ -157,7 +159,9 @@ class MAnetDecoderBlock(nn.Module):
         x = F.interpolate(x, size=size, mode=self.interpolation_mode)
         if skip is not None:
             x = torch.cat([x, skip], dim=1)
-        return self.conv2(self.conv1(x))
+        # Two statements: rebinding x frees the concatenated input before conv2 runs (nested, it lived to the end).
+        x = self.conv1(x)
+        return self.conv2(x)
 
 
 class MAnetDecoder(nn.Module):
