@@ -25,6 +25,9 @@ from tensor_memory import peak_tensor_mib  # noqa: E402
 from vs_smp import ARCHITECTURES, _forward, _train_step, compare, load_average, measure  # noqa: E402
 
 
+ONLY_ARCHITECTURES: List[str] = []  # --arch: the fast path and compile sections measure these only
+
+
 def fastpath(quick: bool) -> List[str]:
     """optimize_for_inference(smp_like) vs SMP eager, same weights, resnet34, batch 2."""
     import segmentation_models_pytorch as smp_ref
@@ -32,7 +35,7 @@ def fastpath(quick: bool) -> List[str]:
     import smp_like
 
     size, repeats = (128, 5) if quick else (256, 11)
-    archs = ["Unet", "FPN", "DeepLabV3Plus"] if quick else ARCHITECTURES
+    archs = ONLY_ARCHITECTURES or (["Unet", "FPN", "DeepLabV3Plus"] if quick else ARCHITECTURES)
     lines = [f"### optimize_for_inference vs SMP eager (resnet34, batch 2, 3x{size}x{size}, forward under "
              f"inference_mode, {repeats} rounds)", "",
              "| architecture | fast ms / SMP ms | time ratio [p25-p75] | eager ratio [p25-p75] | peak MiB fast / SMP |",
@@ -61,11 +64,12 @@ def compiled(quick: bool) -> List[str]:
     import smp_like
 
     size, repeats = (128, 5) if quick else (256, 11)
-    archs = ["Unet"] if quick else ARCHITECTURES
+    archs = ONLY_ARCHITECTURES or (["Unet"] if quick else ARCHITECTURES)
     lines = [f"### optimize_for_inference(compile=True) vs SMP + torch.compile (resnet34, batch 2, 3x{size}x{size}, "
              f"forward under inference_mode, {repeats} rounds; compile time = first call)", "",
-             "| architecture | fast+compile ms / SMP+compile ms | time ratio [p25-p75] | compile s (ours / SMP) |",
-             "| --- | --- | --- | --- |"]
+             "| architecture | fast+compile ms / SMP+compile ms | time ratio [p25-p75] | compile s (ours / SMP) "
+             "| max output difference / max output |",
+             "| --- | --- | --- | --- | --- |"]
     x = torch.randn(2, 3, size, size)
     for arch in archs:
         torch.manual_seed(0)
@@ -82,15 +86,17 @@ def compiled(quick: bool) -> List[str]:
                 start = time.perf_counter()
                 _forward(model, x)()
                 first[name] = time.perf_counter() - start
-            with torch.inference_mode():  # same outputs: the comparison is of one computation
-                torch.testing.assert_close(fast(x), theirs_compiled(x), rtol=1e-3, atol=1e-3)
+            with torch.inference_mode():  # the same computation: how far apart the two outputs are, reported
+                a, b = fast(x), theirs_compiled(x)
+                difference = ((a - b).abs().max() / b.abs().max()).item()
             r = compare({"ours": _forward(fast, x), "theirs": _forward(theirs_compiled, x)}, repeats, warmup=2)
         except Exception as error:  # a model that does not compile here is reported, not hidden
-            lines.append(f"| {arch} | does not compile: {type(error).__name__}: {str(error)[:80]} | | |")
+            lines.append(f"| {arch} | does not compile: {type(error).__name__}: {str(error)[:80]} | | | |")
             print(lines[-1], flush=True)
             continue
         lines.append(f"| {arch} | {r['ours_ms']:.0f} / {r['theirs_ms']:.0f} | {r['ratio']:.3f} "
-                     f"[{r['ratio_p25']:.2f}-{r['ratio_p75']:.2f}] | {first['ours']:.0f} / {first['theirs']:.0f} |")
+                     f"[{r['ratio_p25']:.2f}-{r['ratio_p75']:.2f}] | {first['ours']:.0f} / {first['theirs']:.0f} "
+                     f"| {difference:.1e} |")
         print(lines[-1], flush=True)
     return lines
 
@@ -187,8 +193,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes and few rounds")
     parser.add_argument("--only", nargs="*", choices=list(SECTIONS), help="these sections only")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--arch", nargs="*", choices=ARCHITECTURES,
+                        help="architectures of the fastpath/compile sections")
     parser.add_argument("--write", help="append the tables (markdown) to this file")
     args = parser.parse_args()
+    ONLY_ARCHITECTURES[:] = args.arch or []
     torch.set_num_threads(args.threads)
     start, load = time.time(), load_average()
     out = [f"Command: `python {' '.join(sys.argv)}`; CPU, {args.threads} thread(s), torch {torch.__version__}, "
