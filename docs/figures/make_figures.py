@@ -14,6 +14,7 @@ Figures:
                            output of windows that each predict one constant (smp_like.inference)
     diffusion_samples.png  DDPM and DDIM samples of a tiny DDPM trained briefly on the synthetic shapes
     benchmark_bars.png     time and memory ratios smp_like / SMP per architecture, from benchmarks/results.md
+                           ("Run 2 (final code)")
 
 Every figure is written atomically (temporary name, then rename).
 """
@@ -203,11 +204,16 @@ def diffusion_samples(steps: int = 500) -> None:
 
 
 def benchmark_bars() -> None:
-    """Ratios smp_like / SMP from the first table of benchmarks/results.md."""
+    """Ratios smp_like / SMP from the final-code run of benchmarks/results.md (time medians, exact memory)."""
     text = (ROOT / "benchmarks" / "results.md").read_text()
+    lines = text.splitlines()
+    start = lines.index("### Run 2 (final code)")
     rows = []
     header = None
-    for line in text.splitlines():
+    setting = ""
+    for line in lines[start + 1:]:
+        if line.startswith("resnet34"):
+            setting = line
         if not line.startswith("|"):
             if rows:
                 break
@@ -217,10 +223,14 @@ def benchmark_bars() -> None:
             header = cells
         elif not set(line) <= set("|- "):
             rows.append(cells)
-    wanted = ["forward time ratio", "forward mem ratio", "train time ratio", "train mem ratio"]
-    cols = [header.index(w) for w in wanted]
+    # Time ratios are "median [p25-p75]"; each exact memory ratio is the "ratio" column after its MiB column.
+    cols = {"forward time": header.index("forward time ratio"),
+            "forward memory (exact)": header.index("forward live-tensor MiB (exact)") + 1,
+            "train step time": header.index("train time ratio"),
+            "train memory (exact)": header.index("train live-tensor MiB (exact)") + 1}
+    wanted = list(cols)
     archs = [r[0] for r in rows]
-    values = np.array([[float(r[c]) for c in cols] for r in rows])
+    values = np.array([[float(r[c].split()[0]) for c in cols.values()] for r in rows])
     fig, ax = plt.subplots(figsize=(11, 3.8))
     width = 0.2
     for k, name in enumerate(wanted):
@@ -228,7 +238,6 @@ def benchmark_bars() -> None:
     ax.axhline(1.0, color="k", lw=0.8, ls="--")
     ax.set_xticks(np.arange(len(archs)), archs, rotation=30, ha="right", fontsize=8.5)
     ax.set_ylabel("smp_like / SMP (lower is better)")
-    setting = next((line for line in text.splitlines() if line.startswith("resnet34")), "")
     ax.set_title(re.sub(r";.*", "", setting) or "benchmarks/results.md", fontsize=9)
     ax.set_ylim(0, max(1.4, values.max() * 1.15))
     ax.legend(fontsize=8, ncol=4, loc="upper left")
