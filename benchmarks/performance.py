@@ -16,7 +16,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 import torch
 
@@ -28,10 +28,21 @@ from vs_smp import ARCHITECTURES, _forward, _train_step, compare, load_average, 
 ONLY_ARCHITECTURES: List[str] = []  # --arch: the fast path and compile sections measure these only
 
 
-def fastpath(quick: bool) -> List[str]:
-    """optimize_for_inference(smp_like) vs SMP eager, same weights, resnet34, batch 2."""
+def _same_weights(arch: str) -> Tuple[torch.nn.Module, torch.nn.Module]:
+    """smp_like's and SMP's ``arch`` with resnet34 and the same (random) weights, in eval mode."""
     import segmentation_models_pytorch as smp_ref
 
+    import smp_like
+
+    torch.manual_seed(0)
+    theirs = getattr(smp_ref, arch)("resnet34", encoder_weights=None).eval()
+    ours = getattr(smp_like, arch)("resnet34", encoder_weights=None)
+    ours.load_state_dict(theirs.state_dict())
+    return ours.eval(), theirs
+
+
+def fastpath(quick: bool) -> List[str]:
+    """optimize_for_inference(smp_like) vs SMP eager, same weights, resnet34, batch 2."""
     import smp_like
 
     size, repeats = (128, 5) if quick else (256, 11)
@@ -42,11 +53,7 @@ def fastpath(quick: bool) -> List[str]:
              "| --- | --- | --- | --- | --- |"]
     x = torch.randn(2, 3, size, size)
     for arch in archs:
-        torch.manual_seed(0)
-        theirs = getattr(smp_ref, arch)("resnet34", encoder_weights=None).eval()
-        ours = getattr(smp_like, arch)("resnet34", encoder_weights=None)
-        ours.load_state_dict(theirs.state_dict())
-        ours.eval()
+        ours, theirs = _same_weights(arch)
         fast = smp_like.optimize_for_inference(ours)
         r = compare({"ours": _forward(fast, x), "theirs": _forward(theirs, x)}, repeats, warmup=2)
         e = compare({"ours": _forward(ours, x), "theirs": _forward(theirs, x)}, repeats, warmup=1)
@@ -59,8 +66,6 @@ def fastpath(quick: bool) -> List[str]:
 
 def compiled(quick: bool) -> List[str]:
     """optimize_for_inference(compile=True) vs SMP + torch.compile, same weights, resnet34, batch 2."""
-    import segmentation_models_pytorch as smp_ref
-
     import smp_like
 
     size, repeats = (128, 5) if quick else (256, 11)
@@ -72,11 +77,7 @@ def compiled(quick: bool) -> List[str]:
              "| --- | --- | --- | --- | --- |"]
     x = torch.randn(2, 3, size, size)
     for arch in archs:
-        torch.manual_seed(0)
-        theirs = getattr(smp_ref, arch)("resnet34", encoder_weights=None).eval()
-        ours = getattr(smp_like, arch)("resnet34", encoder_weights=None)
-        ours.load_state_dict(theirs.state_dict())
-        ours.eval()
+        ours, theirs = _same_weights(arch)
         torch._dynamo.reset()
         try:
             fast = smp_like.optimize_for_inference(ours, compile=True)
