@@ -17,12 +17,13 @@ try:
 except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError("ClassificationTask needs lightning; install it with `pip install smp_like[train]`") from err
 
-from smp_like.training.builders import configure_optimization, optimizer_settings
+from smp_like.training.builders import optimizer_settings
+from smp_like.training.task_hooks import SharedTaskHooks
 
 __all__ = ["ClassificationTask", "build_classification_task"]
 
 
-class ClassificationTask(pl.LightningModule):
+class ClassificationTask(SharedTaskHooks, pl.LightningModule):
     """Trains and validates an image classifier.
 
     Args:
@@ -66,14 +67,6 @@ class ClassificationTask(pl.LightningModule):
 
     def validation_step(self, batch: Dict[str, Any], batch_idx: int) -> torch.Tensor:
         return self._step(batch, "val")
-
-    def on_train_epoch_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "set_epoch"):
-            datamodule.set_epoch(self.current_epoch)
-
-    def configure_optimizers(self) -> Any:
-        return configure_optimization(self.model, self.optimizer_cfg, self.scheduler_cfg, self.trainer, self.monitor)
 
 
 def build_classification_task(cfg: Any, model: Optional[nn.Module] = None) -> ClassificationTask:

@@ -34,9 +34,10 @@ except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError("GenerativeTask needs lightning; install it with `pip install smp_like[train]`") from err
 
 from smp_like import losses as L
-from smp_like.training.builders import configure_optimization, optimizer_settings
+from smp_like.training.builders import optimizer_settings
 from smp_like.training.image_metrics import image_scores
 from smp_like.training.plots import plot_curves, read_epoch_history, save_image_grid
+from smp_like.training.task_hooks import SharedTaskHooks
 
 __all__ = ["GenerativeTask", "SampleCallback", "model_kind", "reconstruct", "generate", "sampler_for",
            "build_generative_task"]
@@ -117,7 +118,7 @@ def generate(model: nn.Module, n: int, size: Sequence[int], generator: torch.Gen
     return from_model_range(model, out).clamp(0, 1) if model_kind(model) == "diffusion" else out
 
 
-class GenerativeTask(pl.LightningModule):
+class GenerativeTask(SharedTaskHooks, pl.LightningModule):
     """Trains and validates AE / VAE / HAE and the DDPM family (see the module docstring).
 
     Args:
@@ -238,21 +239,6 @@ class GenerativeTask(pl.LightningModule):
         self._log_scores("val", estimate, batch["image"])
         return loss
 
-    def on_train_epoch_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "set_epoch"):
-            datamodule.set_epoch(self.current_epoch)
-
-    def configure_optimizers(self) -> Any:
-        return configure_optimization(self.model, self.optimizer_cfg, self.scheduler_cfg, self.trainer, self.monitor)
-
-    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        checkpoint["smp_like_rng"] = {"torch": torch.get_rng_state()}
-
-    def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        state = checkpoint.get("smp_like_rng")
-        if state is not None:
-            torch.set_rng_state(state["torch"])
 
 
 def build_generative_task(cfg: Any, model: Optional[nn.Module] = None) -> GenerativeTask:

@@ -21,8 +21,9 @@ try:
 except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError("SegmentationTask needs lightning; install it with `pip install smp_like[train]`") from err
 
-from smp_like.training.builders import SegmentationLoss, configure_optimization
+from smp_like.training.builders import SegmentationLoss
 from smp_like.training.metrics import ConfusionCounts, scores_from_counts
+from smp_like.training.task_hooks import SharedTaskHooks
 
 __all__ = ["SegmentationTask", "validation_forward", "NonFiniteLossError"]
 
@@ -94,7 +95,7 @@ def _main(mask_out: Any) -> torch.Tensor:
     return mask_out[0] if isinstance(mask_out, (tuple, list)) else mask_out
 
 
-class SegmentationTask(pl.LightningModule):
+class SegmentationTask(SharedTaskHooks, pl.LightningModule):
     """Trains and validates a segmentation model.
 
     Args:
@@ -272,11 +273,6 @@ class SegmentationTask(pl.LightningModule):
         counts.reset()
         return scores
 
-    def on_train_epoch_start(self) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is not None and hasattr(datamodule, "set_epoch"):
-            datamodule.set_epoch(self.current_epoch)
-
     def on_validation_epoch_start(self) -> None:
         # BatchNorm running statistics are buffers that each DDP process updates from its own batches; validate every
         # process with rank 0's (those the checkpoint holds), so the reduced metrics are those of the saved model.
@@ -295,18 +291,3 @@ class SegmentationTask(pl.LightningModule):
         if self.monitor.split("/")[-1] in self.last_val_scores:
             self.log("monitor_value", self.last_val_scores[self.monitor.split("/")[-1]], logger=False)
 
-    # ------------------------------------------------------------------------------------------ optimisation
-
-    def configure_optimizers(self) -> Any:
-        return configure_optimization(self.model, self.optimizer_cfg, self.scheduler_cfg, self.trainer, self.monitor)
-
-    # --------------------------------------------------------------------- exact resume of random streams
-
-    def on_save_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        # Global torch RNG (dropout, drop-path): restored on resume so a resumed run draws what an unbroken one would.
-        checkpoint["smp_like_rng"] = {"torch": torch.get_rng_state()}
-
-    def on_load_checkpoint(self, checkpoint: Dict[str, Any]) -> None:
-        state = checkpoint.get("smp_like_rng")
-        if state is not None:
-            torch.set_rng_state(state["torch"])
