@@ -1,4 +1,5 @@
-"""bf16 autocast on CPU: every architecture trains one step with a finite loss and finite gradients."""
+"""bf16 autocast: every architecture trains one step with a finite loss and finite gradients (CPU; CUDA too where a
+GPU is present)."""
 
 import pytest
 import torch
@@ -6,10 +7,10 @@ import torch
 from perf_models import ARCHS, MIT_ARCHS, build, example, loss_of
 
 
-def _bf16_step(model, x):
+def _bf16_step(model, x, device="cpu"):
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(device, dtype=torch.bfloat16):
         out = model(x)
         loss = loss_of(out)
     loss.backward()
@@ -28,6 +29,16 @@ def test_bf16_train_step_2d(arch):
     # Close to the fp32 loss of the same weights and input (bf16 keeps ~3 significant digits).
     fp32 = loss_of(build(arch).train()(example(model, batch=2)))
     assert abs(loss.item() - fp32.item()) <= 0.05 * abs(fp32.item()) + 1e-3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA autocast needs a GPU (this machine has none)")
+def test_bf16_train_step_cuda_every_architecture():
+    for arch in ARCHS:  # one test, one skip line on CPU-only machines
+        model = build(arch).cuda()
+        x = example(model, batch=2).cuda()
+        loss = _bf16_step(model, x, device="cuda")
+        fp32 = loss_of(build(arch).cuda().train()(x))
+        assert abs(loss.item() - fp32.item()) <= 0.05 * abs(fp32.item()) + 1e-3, arch
 
 
 @pytest.mark.parametrize("arch", ["Unet", "DeepLabV3Plus"])
