@@ -42,8 +42,6 @@ from torch.utils.checkpoint import checkpoint
 
 __all__ = ["checkpoint_blocks", "checkpoint_segments", "checkpointed_modules", "set_gradient_checkpointing"]
 
-_ATTRIBUTE = "_checkpointed_forward"
-
 
 def _has_parameters(module: nn.Module) -> bool:
     return next(module.parameters(), None) is not None
@@ -89,11 +87,16 @@ def checkpoint_blocks(root: nn.Module) -> List[nn.Module]:
     Returns:
         Each module once (a module with several segments appears once).
     """
-    blocks: List[nn.Module] = []
-    for module, _ in checkpoint_segments(root):
-        if not any(module is b for b in blocks):
-            blocks.append(module)
-    return blocks
+    return _owners(checkpoint_segments(root))
+
+
+def _owners(segments: List[Segment]) -> List[nn.Module]:
+    """The modules the segments belong to, each once, in order (modules compare by identity)."""
+    owners: List[nn.Module] = []
+    for module, _ in segments:
+        if not any(module is o for o in owners):
+            owners.append(module)
+    return owners
 
 
 def _declared_segments(module: nn.Module) -> Optional[List[Segment]]:
@@ -214,10 +217,7 @@ def set_gradient_checkpointing(model: nn.Module, enable: bool = True) -> List[nn
             f"{type(model).__name__} has no encoder stages or decoder blocks to checkpoint (it needs `encoder` "
             "and/or `decoder` sub-modules with parameters)"
         )
-    blocks: List[nn.Module] = []
     for module, method in segments:
         # An instance attribute shadows the class's method; nn.Module.__call__ (hooks included) calls forward.
         module.__dict__[method] = _CheckpointedMethod(module, method)
-        if not any(module is b for b in blocks):
-            blocks.append(module)
-    return blocks
+    return _owners(segments)
