@@ -133,19 +133,25 @@ def test_training_config_switch():
     assert not build_model(config.model_copy(update={"gradient_checkpointing": False}), 2).is_gradient_checkpointing
 
 
-def _peak_step_mib(model, x):
-    """Exact peak of live tensor bytes over one train step (benchmarks/tensor_memory.py)."""
+def _peak_tensor_mib(fn):
+    """benchmarks/tensor_memory.py's exact counter (the benchmarks folder is not a package)."""
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     from tensor_memory import peak_tensor_mib
 
+    return peak_tensor_mib(fn)
+
+
+def _peak_step_mib(model, x):
+    """Exact peak of live tensor bytes over one train step."""
+
     def step():
         model(x).mean().backward()
         model.zero_grad(set_to_none=True)
 
-    return peak_tensor_mib(step)
+    return _peak_tensor_mib(step)
 
 
 def test_checkpointing_lowers_train_step_peak_3d_unet():
@@ -190,12 +196,7 @@ def test_checkpoint_segments_unet_resnet():
 
 def test_tensor_memory_counts_new_storage_not_aliases():
     """The benchmark's exact counter: a parameter's view or detach allocates nothing; a new tensor counts in full."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    from tensor_memory import peak_tensor_mib
-
+    peak_tensor_mib = _peak_tensor_mib
     weight = nn.Parameter(torch.zeros(1024, 1024))  # 4 MiB
     assert peak_tensor_mib(lambda: (weight.detach(), weight.view(-1), weight[:10])) == 0
     assert peak_tensor_mib(lambda: weight * 2) == 4
